@@ -1,0 +1,40 @@
+# Everything a fresh machine needs, from the package registries only.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-test
+ASSAY_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+export ASSAY_TEST_POSTGRES_URL
+
+.PHONY: help install test lint format bench clean
+
+help:
+	@echo "make test     create .venv, install assay with its test extras, lint, run the suite"
+	@echo "make lint     ruff check + format check"
+	@echo "make format   ruff format + autofix"
+	@echo "make bench    run the benchmarks in bench/ (see bench/README.md)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+test: install lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/bench_import.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

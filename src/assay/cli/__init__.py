@@ -1,0 +1,49 @@
+"""The ``assay`` command line: one module per command group, each a thin shell over services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from assay.cli._output import err_console
+from assay.errors import AssayError
+
+
+class _AssayGroup(TyperGroup):
+    """Turns every domain error into one red line on stderr and exit code 1, in one place."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AssayError as exc:
+            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(1) from exc
+
+
+app = typer.Typer(
+    cls=_AssayGroup,
+    help=(
+        "Assay: a self-hosted release gate for LLM applications.\n\n"
+        "The database is a SQLite file under ASSAY_HOME (default ~/.assay); set "
+        "ASSAY_DATABASE_URL=postgresql+psycopg://USER@HOST/DB to use Postgres instead."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from assay.cli import dataset, rubric
+
+    app.add_typer(dataset.app, name="dataset")
+    app.add_typer(rubric.app, name="rubric")
+
+
+_register()
+
+
+def main() -> None:
+    app()

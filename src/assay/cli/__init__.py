@@ -36,10 +36,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from assay.cli import dataset, rubric
+    from assay.cli import dataset, model, rubric
 
     app.add_typer(dataset.app, name="dataset")
     app.add_typer(rubric.app, name="rubric")
+    app.add_typer(model.app, name="model")
 
 
 _register()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from assay.cli._output import err_console
@@ -18,7 +19,7 @@ class _AssayGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except AssayError as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True)
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from exc
 
 
@@ -36,11 +37,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from assay.cli import dataset, model, rubric
+    from assay.cli import dataset, rubric
 
     app.add_typer(dataset.app, name="dataset")
     app.add_typer(rubric.app, name="rubric")
-    app.add_typer(model.app, name="model")
 
 
 _register()

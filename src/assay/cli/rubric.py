@@ -1,5 +1,254 @@
-"""``assay rubric ...``"""
+"""``assay rubric ...``: create, version, inspect and render rubrics."""
+
+from datetime import datetime
+from typing import Annotated
 
 import typer
+from rich.markup import escape
+
+from assay.cli._output import info, print_json, print_table
+from assay.errors import ValidationError
+from assay.rubrics import (
+    create_rubric,
+    edit_rubric,
+    get_rubric,
+    get_rubric_version,
+    get_template,
+    list_rubrics,
+    list_templates,
+    list_versions,
+    read_text_file,
+    render_for_row,
+)
+from assay.rubrics.service import MAX_RESPONSE_CHARS
+from assay.store import open_store
 
 app = typer.Typer(help="Create, version and render rubrics.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (stable field names).")]
+
+
+def _when(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@app.command("templates")
+def templates(
+    name: Annotated[
+        str | None, typer.Argument(help="Print this template's text instead of the list.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the built-in templates, or print one."""
+    if name is not None:
+        template = get_template(name)
+        if as_json:
+            print_json(template)
+        else:
+            typer.echo(template.text, nl=not template.text.endswith("\n"))
+        return
+    found = list_templates()
+    if as_json:
+        print_json([t.model_dump(exclude={"text"}) for t in found])
+        return
+    print_table(["template", "description"], [(t.name, t.description) for t in found])
+    info("Start a rubric from one: assay rubric create NAME --template TEMPLATE")
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Name of the new rubric.")],
+    template: Annotated[
+        str | None,
+        typer.Option("--template", "-t", help="Start from a built-in template (see `templates`)."),
+    ] = None,
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", help="Read the Jinja template from this file.")
+    ] = None,
+    score_min: Annotated[int, typer.Option("--score-min", help="Lowest score (>= 0).")] = 1,
+    score_max: Annotated[int, typer.Option("--score-max", help="Highest score (<= 100).")] = 10,
+    description: Annotated[
+        str | None, typer.Option("--description", "-d", help="One line on what it judges.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a rubric (version 1) from a built-in template or a template file."""
+    if (template is None) == (file is None):
+        raise ValidationError("give exactly one of --template NAME or --file PATH")
+    text = read_text_file(file) if file is not None else None
+    with open_store() as store:
+        version = create_rubric(
+            store,
+            name,
+            template=template,
+            text=text,
+            origin=f"file:{file}" if file is not None else None,
+            score_min=score_min,
+            score_max=score_max,
+            description=description,
+        )
+    if as_json:
+        print_json(version)
+    else:
+        info(
+            f"Created rubric [bold]{name}[/] version 1 (scores {version.score_min}-"
+            f"{version.score_max}, from {escape(version.origin or '-')}). Try it: "
+            f"assay rubric render {name} "
+            "--dataset DATASET"
+        )
+
+
+@app.command("edit")
+def edit(
+    name: Annotated[str, typer.Argument(help="The rubric to edit.")],
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", help="New Jinja template, from this file.")
+    ] = None,
+    score_min: Annotated[int | None, typer.Option("--score-min", help="New lowest score.")] = None,
+    score_max: Annotated[int | None, typer.Option("--score-max", help="New highest score.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a new version; earlier versions stay exactly as they were."""
+    text = read_text_file(file) if file is not None else None
+    with open_store() as store:
+        version = edit_rubric(
+            store,
+            name,
+            text=text,
+            score_min=score_min,
+            score_max=score_max,
+            origin=f"file:{file}" if file is not None else None,
+        )
+    if as_json:
+        print_json(version)
+    else:
+        info(
+            f"Rubric [bold]{name}[/] is now at version {version.version} "
+            f"({escape(version.note or '')})."
+        )
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="The rubric to show.")],
+    version: Annotated[
+        int | None, typer.Option("--version", help="Version number (default: latest).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one version of a rubric: its template, score range and origin."""
+    with open_store() as store:
+        rubric = get_rubric(store, name)
+        found = get_rubric_version(store, name, version)
+    if as_json:
+        print_json(found)
+        return
+    fields = [
+        ("Rubric", rubric.name),
+        ("Description", rubric.description or "-"),
+        ("Version", f"{found.version} of {rubric.latest_version}"),
+        ("Range", f"{found.score_min}-{found.score_max}"),
+        ("Kind", found.kind),
+        ("Origin", found.origin or "-"),
+        ("Changes", found.note or "-"),
+        ("Created", _when(found.created_at)),
+    ]
+    for label, value in fields:
+        typer.echo(f"{label + ':':<13}{value}")
+    typer.echo("")
+    typer.echo(found.template, nl=not found.template.endswith("\n"))
+
+
+@app.command("versions")
+def versions(
+    name: Annotated[str, typer.Argument(help="The rubric whose versions to list.")],
+    as_json: JsonOption = False,
+) -> None:
+    """List every version of a rubric, oldest first."""
+    with open_store() as store:
+        found = list_versions(store, name)
+    if as_json:
+        print_json(found)
+        return
+    rows = [
+        (v.version, f"{v.score_min}-{v.score_max}", v.origin, v.note, v.created_at) for v in found
+    ]
+    print_table(["version", "range", "origin", "changes", "created"], rows, title=name)
+
+
+@app.command("list")
+def list_(as_json: JsonOption = False) -> None:
+    """List rubrics with their latest version."""
+    with open_store() as store:
+        found = list_rubrics(store)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        info("No rubrics yet. Start from a template: assay rubric templates")
+        return
+    rows = [
+        (r.name, r.latest_version, f"{r.score_min}-{r.score_max}", r.description, r.created_at)
+        for r in found
+    ]
+    print_table(["name", "latest", "range", "description", "created"], rows)
+
+
+@app.command("render")
+def render(
+    name: Annotated[str, typer.Argument(help="The rubric to render.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-D", help="Dataset holding the row.")],
+    row: Annotated[int, typer.Option("--row", "-r", help="Row position (0-based).")] = 0,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Rubric version (default: latest).")
+    ] = None,
+    response: Annotated[
+        str | None, typer.Option("--response", help="Response under test, as text.")
+    ] = None,
+    response_file: Annotated[
+        str | None, typer.Option("--response-file", help="Response under test, from a file.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the exact judge prompt (system and user) for one dataset row.
+
+    Without --response or --response-file, the row's reference response is the response under test.
+    """
+    if response is not None and response_file is not None:
+        raise ValidationError("give at most one of --response and --response-file")
+    source = "reference"
+    if response_file is not None:
+        source = "file"
+        response = read_text_file(
+            response_file, "response file", allow_empty=True, max_bytes=MAX_RESPONSE_CHARS * 4
+        )
+    elif response is not None:
+        source = "text"
+    with open_store() as store:
+        pinned = get_rubric_version(store, name, version)
+        prompt = render_for_row(store, name, dataset, row, pinned.version, response)
+    if as_json:
+        print_json(
+            {
+                "rubric": name,
+                "version": pinned.version,
+                "dataset": dataset,
+                "row": row,
+                "response_source": source,
+                "system": prompt.system,
+                "user": prompt.user,
+            }
+        )
+        return
+    origin = {
+        "reference": "the row's reference response (the default; pass --response TEXT or "
+        "--response-file FILE to judge another)",
+        "text": "the text given with --response",
+        "file": f"the contents of {response_file}",
+    }[source]
+    typer.echo(f"# Judge prompt: rubric {name} v{pinned.version}, dataset {dataset} row {row}")
+    typer.echo(f"# Response under test: {origin}")
+    typer.echo("\n===== system =====")
+    typer.echo(prompt.system)
+    typer.echo("\n===== user =====")
+    typer.echo(prompt.user)

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -71,7 +72,11 @@ def open_store(
 
 def _create_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url)
-    kwargs: dict[str, Any] = {}
+    # orjson: several times faster than json for the payloads every row and call carries.
+    kwargs: dict[str, Any] = {
+        "json_serializer": lambda value: orjson.dumps(value).decode(),
+        "json_deserializer": orjson.loads,
+    }
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# Python None is stored as SQL NULL (not JSON null), so ``IS NULL`` filters mean what they say.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY; Postgres gets a 64-bit key for large tables.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -274,6 +275,9 @@ class RunGroup(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set by the process executing the group; a stale heartbeat means it died (resume it).
+    worker: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index(None, "eval_id", "created_at"),)
 

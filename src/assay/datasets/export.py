@@ -1,0 +1,117 @@
+"""Exporting a dataset to JSONL, in either import format, so that re-importing round-trips.
+
+* ``chat``: ``{"id"?, "messages": context + [reference], "tools"?, "params"?, "metadata"?}``;
+  ``"reference": null`` is written only when the context itself ends with an assistant turn
+  and there is no reference (otherwise that turn would come back as the reference).
+* ``source``: an OpenAI chat-completions request (params + messages + tools) and a minimal
+  response whose ``choices[0].message`` is the reference (``null`` without one). Anthropic
+  input was normalised at import, so it comes out in the OpenAI form.
+
+Rows stream from the database to a temporary file next to the target, renamed into place at
+the end: a failure leaves no partial file, and an existing file is only replaced with ``force``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from assay.datasets.service import DatasetRowInfo, get_dataset, iter_rows
+from assay.errors import AlreadyExistsError, StoreError, ValidationError
+from assay.store import Store
+
+EXPORT_FORMATS = ("chat", "source")
+
+
+def chat_line(row: DatasetRowInfo) -> dict[str, Any]:
+    """A row as a chat-format line."""
+    metadata = dict(row.metadata)
+    line: dict[str, Any] = {}
+    if "id" in metadata:
+        line["id"] = metadata.pop("id")
+    messages = list(row.messages)
+    if row.reference is not None:
+        messages.append(row.reference)
+    line["messages"] = messages
+    if row.reference is None and messages and messages[-1].get("role") == "assistant":
+        line["reference"] = None
+    if row.tools:
+        line["tools"] = row.tools
+    if row.params:
+        line["params"] = row.params
+    if metadata:
+        line["metadata"] = metadata
+    return line
+
+
+def source_line(row: DatasetRowInfo) -> dict[str, Any]:
+    """A row as a source-backed line (OpenAI chat-completions request and response)."""
+    request: dict[str, Any] = {**(row.params or {}), "messages": row.messages}
+    if row.tools:
+        request["tools"] = row.tools
+    response = None
+    if row.reference is not None:
+        finish = "tool_calls" if row.reference.get("tool_calls") else "stop"
+        choice = {"index": 0, "message": row.reference, "finish_reason": finish}
+        response = {"object": "chat.completion", "choices": [choice]}
+    line: dict[str, Any] = {"request": request, "response": response}
+    if row.metadata:
+        line["metadata"] = row.metadata
+    return line
+
+
+_LINE_BUILDERS = {"chat": chat_line, "source": source_line}
+
+
+def export_dataset(
+    store: Store, name: str, path: str | Path, format: str, *, force: bool = False
+) -> int:
+    """Write every row of dataset ``name`` to ``path`` as JSONL; returns the number of rows."""
+    if format not in EXPORT_FORMATS:
+        raise ValidationError(
+            f"unknown export format {format!r} (expected {' or '.join(EXPORT_FORMATS)})"
+        )
+    path = Path(path)
+    info = get_dataset(store, name)
+    if path.is_dir():
+        raise ValidationError(f"{path} is a directory; give a file name")
+    if path.exists() and not force:
+        raise AlreadyExistsError(f"{path} already exists; use --force to overwrite it")
+    if not path.parent.is_dir():
+        raise ValidationError(f"directory {path.parent} does not exist")
+    build = _LINE_BUILDERS[format]
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    tmp = Path(tmp_name)
+    try:
+        count = 0
+        with os.fdopen(fd, "wb") as out:
+            for row in iter_rows(store, name):
+                out.write(orjson.dumps(build(row)))
+                out.write(b"\n")
+                count += 1
+            out.flush()
+            os.fsync(out.fileno())
+        if count != info.row_count:
+            raise StoreError(
+                f"dataset '{name}' changed during the export ({count} rows read, "
+                f"{info.row_count} expected); nothing was written"
+            )
+        os.chmod(tmp, _file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _file_mode(path: Path) -> int:
+    """Keep an overwritten file's mode; a new file gets the usual mode (mkstemp's is 0600)."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -1,0 +1,183 @@
+"""Checking a rubric template when it is created, so that problems surface then, not mid-run.
+
+Static checks on the parsed template (syntax, unknown variables, filters and tests, tags that
+load other templates, attribute names that lead to Python internals, the reserved delimiters),
+then one trial render in the sandbox on sample data, which catches sandbox escapes and runaway
+loops or output that only show when the template runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from jinja2 import TemplateSyntaxError as JinjaSyntaxError
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+from jinja2.meta import find_undeclared_variables
+
+from assay.errors import TemplateError
+from assay.rubrics.render import (
+    HELPERS,
+    SANDBOX,
+    TEMPLATE_VARIABLES,
+    RenderLimitExceeded,
+    compile_template,
+    render_template,
+    syntax_message,
+)
+from assay.rubrics.transcript import RESPONSE_END, RESPONSE_START, delimit_response
+
+MAX_TEMPLATE_CHARS = 100_000
+
+# Attributes that lead from an ordinary object to the interpreter. The sandbox refuses them at
+# render time whatever their spelling; this list lets creation refuse the obvious ones early.
+_UNSAFE_ATTRIBUTES = frozenset(
+    {
+        "mro", "func_globals", "func_code", "func_closure", "func_defaults", "im_func",
+        "im_self", "im_class", "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame",
+        "ag_code", "f_globals", "f_locals", "f_builtins", "f_code", "f_back", "tb_frame",
+        "tb_next",
+    }
+)  # fmt: skip
+# A str.format field that walks into an attribute or item starting with "_": "{0.__class__}".
+_UNSAFE_FORMAT_FIELD = re.compile(r"\{[^{}]*[.\[]\s*_")
+
+
+def validate_template(text: str) -> list[str]:
+    """Check a template as a rubric needs it; return the variables it uses, sorted.
+
+    Raises ``TemplateError`` (with the line number where there is one) for an empty or too
+    long template, a syntax error, an unknown filter or test, an unknown variable, a missing
+    ``{{ eval_model_response }}``, an unsupported tag, an attempt to reach Python internals,
+    or a runaway loop or output found by a trial render on sample data.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise TemplateError("the template is empty")
+    if len(text) > MAX_TEMPLATE_CHARS:
+        raise TemplateError(
+            f"the template has {len(text)} characters; the limit is {MAX_TEMPLATE_CHARS}"
+        )
+    for delimiter in (RESPONSE_START, RESPONSE_END):
+        if delimiter in text:
+            line = text[: text.index(delimiter)].count("\n") + 1
+            raise TemplateError(
+                f"line {line}: the template contains {delimiter}, which is reserved to mark "
+                "the response under test; {{ eval_model_response }} adds the delimiters itself"
+            )
+    try:
+        compile_template(text)
+        ast = SANDBOX.parse(text)
+    except JinjaSyntaxError as exc:
+        raise TemplateError(syntax_message(exc, text)) from exc
+    _static_checks(ast)
+    used = find_undeclared_variables(ast)
+    unknown = sorted(used - set(TEMPLATE_VARIABLES) - set(HELPERS))
+    if unknown:
+        raise TemplateError(_unknown_message(unknown, ast))
+    if "eval_model_response" not in used:
+        raise TemplateError(
+            "the template must contain {{ eval_model_response }}: without it the judge never "
+            "sees the response under test"
+        )
+    _trial_render(text)
+    return sorted(used & set(TEMPLATE_VARIABLES))
+
+
+def _first_line(ast: nodes.Template, name: str) -> int | None:
+    for node in ast.find_all(nodes.Name):
+        if node.name == name and node.ctx == "load":
+            return node.lineno
+    return None
+
+
+def _unknown_message(unknown: list[str], ast: nodes.Template) -> str:
+    parts = []
+    for name in unknown:
+        part = f"{name!r} (line {_first_line(ast, name)})"
+        close = difflib.get_close_matches(name, TEMPLATE_VARIABLES, n=1)
+        if close:
+            part += f", did you mean {close[0]!r}?"
+        parts.append(part)
+    noun = "variable" if len(unknown) == 1 else "variables"
+    return (
+        f"unknown template {noun}: {'; '.join(parts)}. A rubric template can use "
+        f"{', '.join(TEMPLATE_VARIABLES)}; row metadata is reached as {{{{ metadata.KEY }}}} "
+        'or {{ metadata["KEY"] }}'
+    )
+
+
+def _is_unsafe_name(name: str) -> bool:
+    return name.startswith("_") or name in _UNSAFE_ATTRIBUTES
+
+
+def _static_checks(ast: nodes.Template) -> None:
+    """Refuse, at creation, what can only fail or escape at render time."""
+    for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        tag = {
+            nodes.Extends: "extends",
+            nodes.Include: "include",
+            nodes.Import: "import",
+            nodes.FromImport: "from ... import",
+        }[type(node)]
+        raise TemplateError(
+            f"line {node.lineno}: {{% {tag} %}} is not supported; a rubric is one "
+            "self-contained template"
+        )
+    for node in ast.find_all(nodes.Getattr):
+        if _is_unsafe_name(node.attr):
+            raise _sandbox_error(node.lineno, f".{node.attr}")
+        receiver = node.node.value if isinstance(node.node, nodes.Const) else None
+        is_format = node.attr in ("format", "format_map") and isinstance(receiver, str)
+        if is_format and _UNSAFE_FORMAT_FIELD.search(receiver):
+            raise _sandbox_error(node.lineno, f"a format field in {receiver!r}")
+    for node in ast.find_all(nodes.Getitem):
+        key = node.arg.value if isinstance(node.arg, nodes.Const) else None
+        if isinstance(key, str) and _is_unsafe_name(key):
+            raise _sandbox_error(node.lineno, f"[{key!r}]")
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        kind, known = (
+            ("filter", SANDBOX.filters)
+            if isinstance(node, nodes.Filter)
+            else ("test", SANDBOX.tests)
+        )
+        if node.name not in known:
+            raise TemplateError(f"line {node.lineno}: unknown {kind} {node.name!r}")
+        if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
+            value = node.args[0].value
+            if isinstance(value, str) and _is_unsafe_name(value):
+                raise _sandbox_error(node.lineno, f"attr({value!r})")
+
+
+def _sandbox_error(lineno: int | None, what: str) -> TemplateError:
+    return TemplateError(
+        f"line {lineno}: {what} reaches Python internals, which the rubric sandbox forbids"
+    )
+
+
+class _SampleMetadata(dict):  # type: ignore[type-arg]
+    """Metadata for the trial render: every key exists, so only real problems surface."""
+
+    def __missing__(self, key: str) -> str:
+        return f"(metadata {key})"
+
+
+def _trial_render(text: str) -> None:
+    """Render once on sample data; only sandbox and runaway failures count at creation.
+
+    Other errors (a type mismatch on a metadata value, say) depend on the row and are
+    reported when a real row is rendered.
+    """
+    sample = {
+        "conversation_context": "[user]\nSample question?",
+        "conversation_response": "Sample reference answer.",
+        "eval_model_response": delimit_response("Sample answer under test."),
+        "metadata": _SampleMetadata(),
+        "score_min": 1,
+        "score_max": 10,
+    }
+    try:
+        render_template(text, sample)
+    except TemplateError as exc:
+        if isinstance(exc.__cause__, SecurityError | RenderLimitExceeded | RecursionError):
+            raise

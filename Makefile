@@ -35,6 +35,8 @@ test: install lint
 
 bench: install
 	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_calls.py
+	bench/harness/run_assay.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -106,3 +106,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"Postgres tests SKIPPED: {_PG_SKIP_REASON}. Set ASSAY_TEST_POSTGRES_URL to run them.",
             yellow=True,
         )
+
+
+from support.fixtures import *  # noqa: E402, F403

@@ -250,7 +250,7 @@ def test_unknown_dataset_points_to_the_list(cli: Cli) -> None:
         result = cli("dataset", *command)
         assert result.exit_code == 1
         assert result.stderr.strip() == (
-            "Error: no dataset named 'suport'. Did you mean 'support'? See `assay dataset list`."
+            "Error: no dataset named 'suport'; did you mean 'support'? (see `assay dataset list`)"
         )
 
 

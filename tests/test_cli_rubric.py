@@ -263,7 +263,7 @@ def test_bad_edit_fails_cleanly(
 def test_unknown_rubric(cli: Cli, store: Store, args: list[str]) -> None:
     result = cli("rubric", *args)
     assert result.exit_code == 1
-    assert "Error: no rubric named 'ghost'; see `assay rubric list`" in result.stderr
+    assert "Error: no rubric named 'ghost' (see `assay rubric list`)" in result.stderr
     assert counts(store) == (0, 0)
 
 

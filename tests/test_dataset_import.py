@@ -295,7 +295,7 @@ def test_rows_page_and_unknown_names_suggest_the_list(store: Store, tmp_path: Pa
     with pytest.raises(NotFoundError) as info:
         get_dataset(store, "suport")
     assert str(info.value) == (
-        "no dataset named 'suport'. Did you mean 'support'? See `assay dataset list`."
+        "no dataset named 'suport'; did you mean 'support'? (see `assay dataset list`)"
     )
 
 

@@ -32,6 +32,12 @@ def test_every_entity_has_a_table(store: Store) -> None:
     assert expected <= tables
 
 
+def test_head_constant_matches_alembic() -> None:
+    from assay.store.migrate import HEAD
+
+    assert head_revision() == HEAD, "update HEAD in store/migrate.py with each new migration"
+
+
 def test_reopening_is_idempotent(database_url: str, tmp_path: Path) -> None:
     for _ in range(2):
         with open_store(database_url, home=tmp_path) as store:

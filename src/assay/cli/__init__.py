@@ -36,11 +36,31 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from assay import __version__
+
+        typer.echo(f"assay {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Assay: a self-hosted release gate for LLM applications."""
+
+
 def _register() -> None:
-    from assay.cli import dataset, rubric
+    from assay.cli import dataset, evals, model, rubric, run
 
     app.add_typer(dataset.app, name="dataset")
     app.add_typer(rubric.app, name="rubric")
+    app.add_typer(model.app, name="model")
+    app.add_typer(evals.app, name="eval")
+    app.add_typer(run.app, name="run")
 
 
 _register()

@@ -252,3 +252,75 @@ def render(
     typer.echo(prompt.system)
     typer.echo("\n===== user =====")
     typer.echo(prompt.user)
+
+
+@app.command("test")
+def test(
+    name: Annotated[str, typer.Argument(help="The rubric to try.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-D", help="Dataset holding the rows.")],
+    judge: Annotated[str, typer.Option("--judge", help="The judge model.")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="Generate the response with this model.")
+    ] = None,
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Judge the row's reference response instead.")
+    ] = False,
+    row: Annotated[
+        list[int] | None, typer.Option("--row", "-r", help="Row position (repeatable).")
+    ] = None,
+    rows: Annotated[
+        int | None, typer.Option("--rows", help="The first N rows instead (at most 20).")
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Rubric version (default: latest).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Quick test: generate (or take the reference), judge, and show the exact judge prompt,
+    the output, the score and the reasoning, with warnings when the rubric looks unreliable."""
+    import asyncio
+
+    from assay.engine.quicktest import quick_test
+
+    if row and rows is not None:
+        raise ValidationError("give --row or --rows, not both")
+    if model is not None and reference:
+        raise ValidationError("give --model or --reference, not both")
+    positions = row or (list(range(rows)) if rows is not None else [0])
+    with open_store() as store:
+        report = asyncio.run(
+            quick_test(
+                store,
+                name,
+                dataset,
+                judge=judge,
+                model=model,
+                positions=positions,
+                version=version,
+                use_reference=reference,
+            )
+        )
+    if as_json:
+        print_json(report)
+        return
+    typer.echo(
+        f"# Quick test: rubric {name} v{report.rubric_version} "
+        f"({report.score_min}-{report.score_max}), judge {report.judge}"
+    )
+    for result in report.rows:
+        typer.echo(f"\n===== row {result.row} ({result.output_source}) =====")
+        if result.prompt is not None:
+            typer.echo("--- judge prompt: system ---")
+            typer.echo(result.prompt.system)
+            typer.echo("--- judge prompt: user ---")
+            typer.echo(result.prompt.user)
+        score = f"{result.score:g}" if result.score is not None else result.status
+        typer.echo(f"--- score: {score}")
+        if result.reasoning:
+            typer.echo(f"--- reasoning: {result.reasoning}")
+        if result.error:
+            typer.echo(f"--- error: {result.error}")
+        for warning in result.warnings:
+            info(f"[yellow]Warning (row {result.row}):[/] {escape(warning)}")
+    for warning in report.warnings:
+        info(f"[yellow]Warning:[/] {escape(warning)}")

@@ -6,7 +6,6 @@ neither listing nor exporting should build an ORM object per row.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,8 +14,9 @@ from pydantic import BaseModel, field_validator
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from assay.errors import NotFoundError, ValidationError
+from assay.errors import ValidationError
 from assay.store import Store
+from assay.store.lookup import not_found
 from assay.store.models import Dataset, DatasetRow
 
 DATASET_TYPES = ("eval", "training")
@@ -152,10 +152,8 @@ def dataset_by_name(conn: Connection, name: str) -> DatasetInfo:
     row = conn.execute(select(_datasets).where(_datasets.c.name == name)).first()
     if row is not None:
         return DatasetInfo.model_validate(row._mapping)
-    names = list(conn.execute(select(_datasets.c.name)).scalars())
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise NotFoundError(f"no dataset named '{name}'.{hint} See `assay dataset list`.")
+    names = conn.execute(select(_datasets.c.name)).scalars()
+    raise not_found("dataset", name, names, "assay dataset list")
 
 
 def _row_info(row: Any) -> DatasetRowInfo:

@@ -21,6 +21,7 @@ from assay.rubrics.builtin import get_template
 from assay.rubrics.judge import JudgePrompt, build_judge_prompt
 from assay.rubrics.validate import MAX_TEMPLATE_CHARS, validate_template
 from assay.store import Store
+from assay.store.lookup import by_name
 from assay.store.models import Dataset, DatasetRow, Rubric, RubricVersion
 
 SCORE_LIMIT = 100
@@ -152,13 +153,7 @@ def _rubric_info(rubric: Rubric, latest: RubricVersion) -> RubricInfo:
 
 
 def _find_rubric(session: Session, name: str, *, lock: bool = False) -> Rubric:
-    query = select(Rubric).where(Rubric.name == name)
-    if lock:
-        query = query.with_for_update()
-    rubric = session.scalars(query).one_or_none()
-    if rubric is None:
-        raise NotFoundError(f"no rubric named {name!r}; see `assay rubric list`")
-    return rubric
+    return by_name(session, Rubric, name, lock=lock)
 
 
 def _find_version(session: Session, rubric: Rubric, version: int | None) -> RubricVersion:
@@ -341,9 +336,7 @@ def _change_note(
 
 def _load_row(session: Session, dataset: str, position: int) -> DatasetRow:
     """A dataset row by position, read directly (the dataset services are a separate layer)."""
-    found = session.scalars(select(Dataset).where(Dataset.name == dataset)).one_or_none()
-    if found is None:
-        raise NotFoundError(f"no dataset named {dataset!r}; see `assay dataset list`")
+    found = by_name(session, Dataset, dataset)
     row = session.scalars(
         select(DatasetRow).where(DatasetRow.dataset_id == found.id, DatasetRow.position == position)
     ).one_or_none()

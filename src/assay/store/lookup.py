@@ -2,32 +2,50 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assay.errors import NotFoundError
 from assay.store.models import Dataset, ModelEndpoint, Rubric, RubricVersion, RunGroup
 
+T = TypeVar("T", Dataset, ModelEndpoint, Rubric)
+_KINDS: dict[type[Any], tuple[str, str]] = {
+    Dataset: ("dataset", "assay dataset list"),
+    ModelEndpoint: ("model", "assay model list"),
+    Rubric: ("rubric", "assay rubric list"),
+}
+
+
+def not_found(kind: str, name: str, existing: Iterable[str], command: str) -> NotFoundError:
+    """``no dataset named 'suport'; did you mean 'support'? (see `assay dataset list`)``"""
+    close = difflib.get_close_matches(name, list(existing), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return NotFoundError(f"no {kind} named {name!r}{hint} (see `{command}`)")
+
+
+def by_name(session: Session, cls: type[T], name: str, *, lock: bool = False) -> T:
+    query = select(cls).where(cls.name == name)
+    found = session.scalar(query.with_for_update() if lock else query)
+    if found is None:
+        kind, command = _KINDS[cls]
+        raise not_found(kind, name, session.scalars(select(cls.name)), command)
+    return found
+
 
 def dataset_by_name(session: Session, name: str) -> Dataset:
-    dataset = session.scalar(select(Dataset).where(Dataset.name == name))
-    if dataset is None:
-        raise NotFoundError(f"no dataset named {name!r} (see `assay dataset list`)")
-    return dataset
+    return by_name(session, Dataset, name)
 
 
 def endpoint_by_name(session: Session, name: str) -> ModelEndpoint:
-    endpoint = session.scalar(select(ModelEndpoint).where(ModelEndpoint.name == name))
-    if endpoint is None:
-        raise NotFoundError(f"no model named {name!r} (see `assay model list`)")
-    return endpoint
+    return by_name(session, ModelEndpoint, name)
 
 
 def rubric_by_name(session: Session, name: str) -> Rubric:
-    rubric = session.scalar(select(Rubric).where(Rubric.name == name))
-    if rubric is None:
-        raise NotFoundError(f"no rubric named {name!r} (see `assay rubric list`)")
-    return rubric
+    return by_name(session, Rubric, name)
 
 
 def rubric_version(session: Session, name: str, version: int | None = None) -> RubricVersion:

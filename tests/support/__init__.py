@@ -1,0 +1,1 @@
+"""Test support: the fake LLM server (``fakellm``) and its pytest fixtures (``fixtures``)."""

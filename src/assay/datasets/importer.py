@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import JSON, Connection, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from assay.datasets.formats import (
@@ -56,12 +55,8 @@ ProgressCallback = Callable[[int, int], None]
 _datasets = Dataset.__table__
 _rows = DatasetRow.__table__
 
-# "No tools / no reference / no params" is stored as SQL NULL, not as the JSON value null, so
-# that ``WHERE reference IS NULL`` means what it says.
-_NULLABLE_JSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
-_INSERT_ROWS = insert(_rows).values(
-    {name: bindparam(name, type_=_NULLABLE_JSON) for name in ("tools", "reference", "params")}
-)
+# None is stored as SQL NULL (the models' JSON type says so), so ``reference IS NULL`` works.
+_INSERT_ROWS = insert(_rows)
 
 
 def max_rows(type: str) -> int:

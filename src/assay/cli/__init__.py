@@ -54,13 +54,14 @@ def _root(
 
 
 def _register() -> None:
-    from assay.cli import dataset, evals, model, rubric, run
+    from assay.cli import dataset, evals, gate, model, rubric, run
 
     app.add_typer(dataset.app, name="dataset")
     app.add_typer(rubric.app, name="rubric")
     app.add_typer(model.app, name="model")
     app.add_typer(evals.app, name="eval")
     app.add_typer(run.app, name="run")
+    app.command("gate")(gate.gate)
 
 
 _register()

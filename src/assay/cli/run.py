@@ -379,3 +379,12 @@ def row(
         text = body + "\n\n" + ("\n".join(verdicts) or "[dim]not judged yet[/]")
         panels.append(Panel(text, title=f"{escape(arm.model)} ({arm.role}) — {score}"))
     console.print(Columns(panels, equal=True, expand=True))
+
+
+def _attach_baseline() -> None:
+    from assay.cli.run_baseline import baseline
+
+    app.command("baseline")(baseline)
+
+
+_attach_baseline()

@@ -54,14 +54,18 @@ def _root(
 
 
 def _register() -> None:
-    from assay.cli import dataset, evals, gate, model, rubric, run
+    from assay.cli import dataset, dataset_traffic, evals, gate, model, proxy, rubric, run, traffic
 
+    dataset.app.command("create")(dataset_traffic.create)
+    dataset.app.command("overlap")(dataset_traffic.overlap)
     app.add_typer(dataset.app, name="dataset")
     app.add_typer(rubric.app, name="rubric")
     app.add_typer(model.app, name="model")
     app.add_typer(evals.app, name="eval")
     app.add_typer(run.app, name="run")
     app.command("gate")(gate.gate)
+    app.command("proxy")(proxy.proxy)
+    app.add_typer(traffic.app, name="traffic")
 
 
 _register()

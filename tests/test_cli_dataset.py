@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from assay.datasets import importer
 from conftest import Cli
+from tests_helpers import chat, write
 
 DATA = Path(__file__).parent / "data" / "datasets"
 DATASET_FIELDS = [
@@ -27,25 +27,6 @@ ROW_FIELDS = [
     "metadata",
     "content_hash",
 ]
-
-
-def chat(i: int, answer: str = "Sure.") -> dict[str, Any]:
-    return {
-        "id": f"r{i}",
-        "messages": [
-            {"role": "user", "content": f"Question {i}?"},
-            {"role": "assistant", "content": answer},
-        ],
-    }
-
-
-def write(path: Path, lines: list[Any]) -> Path:
-    with path.open("wb") as out:
-        for line in lines:
-            if isinstance(line, dict):
-                line = orjson.dumps(line)
-            out.write((line.encode() if isinstance(line, str) else line) + b"\n")
-    return path
 
 
 def ok(cli: Cli, *args: str, input: str | None = None) -> Any:

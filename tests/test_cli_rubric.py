@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 from typer.testing import Result
 
 from assay.rubrics import RESPONSE_END, RESPONSE_START
 from assay.store import Store
-from assay.store.models import Dataset, DatasetRow, Rubric, RubricVersion
+from tests_helpers import add_dataset, rubric_counts
 
 TEMPLATE = "Context:\n{{ conversation_context }}\nAnswer:\n{{ eval_model_response }}\n"
 ROWS = [
@@ -30,31 +28,6 @@ VERSION_FIELDS = {
 }  # fmt: skip
 Cli = Callable[..., Result]  # the conftest fixture: cli("rubric", "list") -> Result
 RUBRIC_FIELDS = {"id", "name", "description", "latest_version", "created_at"}
-
-
-def counts(store: Store) -> tuple[int, int]:
-    with store.session() as session:
-        rubrics = session.scalar(select(func.count()).select_from(Rubric))
-        versions = session.scalar(select(func.count()).select_from(RubricVersion))
-    return rubrics or 0, versions or 0
-
-
-def add_dataset(store: Store, name: str, rows: list[dict[str, Any]]) -> None:
-    """Insert a dataset directly: the dataset services are another helper's work."""
-    with store.session() as session:
-        dataset = Dataset(name=name, type="eval", provenance="upload", row_count=len(rows))
-        session.add(dataset)
-        for position, row in enumerate(rows):
-            session.add(
-                DatasetRow(
-                    dataset=dataset,
-                    position=position,
-                    messages=row["messages"],
-                    reference=row["reference"],
-                    metadata_={},
-                    content_hash=f"{position:064d}",
-                )
-            )
 
 
 @pytest.fixture
@@ -137,7 +110,7 @@ def test_create_show_edit_versions_list(cli: Cli, store: Store, template_file: P
     table = cli("rubric", "list")
     assert table.exit_code == 0
     assert "acc" in table.stdout and "1-7" in table.stdout and "0-5" in table.stdout
-    assert counts(store) == (2, 3)
+    assert rubric_counts(store) == (2, 3)
 
 
 def test_empty_list(cli: Cli) -> None:
@@ -209,14 +182,14 @@ def test_bad_create_fails_cleanly(
     assert result.stderr.startswith("Error: ")
     assert message in result.stderr
     assert result.stdout == ""
-    assert counts(store) == (0, 0)
+    assert rubric_counts(store) == (0, 0)
 
 
 def test_non_integer_range_is_a_usage_error(cli: Cli, store: Store) -> None:
     result = cli("rubric", "create", "r", "--template", "tone", "--score-max", "7.5")
     assert result.exit_code == 2
     assert "Invalid value for '--score-max'" in result.stderr
-    assert counts(store) == (0, 0)
+    assert rubric_counts(store) == (0, 0)
 
 
 def test_taken_name(cli: Cli, store: Store) -> None:
@@ -224,7 +197,7 @@ def test_taken_name(cli: Cli, store: Store) -> None:
     result = cli("rubric", "create", "r", "--template", "format")
     assert result.exit_code == 1
     assert "Error: a rubric named 'r' already exists" in result.stderr
-    assert counts(store) == (1, 1)
+    assert rubric_counts(store) == (1, 1)
 
 
 @pytest.mark.parametrize(
@@ -248,7 +221,7 @@ def test_bad_edit_fails_cleanly(
     result = cli("rubric", "edit", "r", *[paths.get(a, a) for a in args])
     assert result.exit_code == 1
     assert message in result.stderr
-    assert counts(store) == (1, 1)
+    assert rubric_counts(store) == (1, 1)
 
 
 @pytest.mark.parametrize(
@@ -264,7 +237,7 @@ def test_unknown_rubric(cli: Cli, store: Store, args: list[str]) -> None:
     result = cli("rubric", *args)
     assert result.exit_code == 1
     assert "Error: no rubric named 'ghost' (see `assay rubric list`)" in result.stderr
-    assert counts(store) == (0, 0)
+    assert rubric_counts(store) == (0, 0)
 
 
 def test_show_unknown_version(cli: Cli) -> None:

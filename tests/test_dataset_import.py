@@ -33,29 +33,10 @@ from assay.errors import (
 )
 from assay.store import Store
 from assay.store.models import Dataset, DatasetRow
+from tests_helpers import chat, write
 
 DATA = Path(__file__).parent / "data" / "datasets"
 ROW_FIELDS = ("position", "messages", "tools", "reference", "params", "metadata", "content_hash")
-
-
-def chat(i: int | str, answer: str = "Sure.") -> dict[str, Any]:
-    return {
-        "id": f"r{i}",
-        "messages": [
-            {"role": "user", "content": f"Question {i}?"},
-            {"role": "assistant", "content": answer},
-        ],
-    }
-
-
-def write(path: Path, lines: list[Any]) -> Path:
-    """Write JSONL: dicts are serialised, bytes and str written as they are."""
-    with path.open("wb") as out:
-        for line in lines:
-            if isinstance(line, dict):
-                line = orjson.dumps(line)
-            out.write((line.encode() if isinstance(line, str) else line) + b"\n")
-    return path
 
 
 def counts(store: Store) -> tuple[int, int]:

@@ -81,7 +81,6 @@ def test_defaults_scale_the_margin_with_the_rubric_range() -> None:
         0.05,
     )
     assert applied.protected_slices == [] and applied.max_noise_share is None
-    assert applied.require_calibration is False
 
 
 def test_empty_file_means_defaults(tmp_path: Path) -> None:
@@ -132,7 +131,7 @@ def test_empty_file_means_defaults(tmp_path: Path) -> None:
         (
             "p.yaml",
             "default:\n  require_calibration: true\n",
-            "default.require_calibration: judge calibration is not supported yet",
+            "default.require_calibration: unknown key",
         ),
     ],
 )
@@ -149,6 +148,7 @@ def test_missing_file(tmp_path: Path) -> None:
         load_policy(tmp_path / "nope.yaml")
 
 
-def test_require_calibration_false_is_accepted(tmp_path: Path) -> None:
-    policy = load_policy(_write(tmp_path, "p.yaml", "default:\n  require_calibration: false\n"))
-    assert resolve(policy, "x", 1, 10, "p").require_calibration is False
+def test_calibration_is_not_a_policy_key_until_calibration_exists(tmp_path: Path) -> None:
+    path = _write(tmp_path, "p.yaml", "default:\n  require_calibration: false\n")
+    with pytest.raises(PolicyError, match="require_calibration: unknown key"):
+        load_policy(path)

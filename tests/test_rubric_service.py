@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from assay.errors import AlreadyExistsError, NotFoundError, TemplateError, ValidationError
 from assay.rubrics import (
@@ -22,35 +21,9 @@ from assay.rubrics import (
     render_for_row,
 )
 from assay.store import Store
-from assay.store.models import Dataset, DatasetRow, Rubric, RubricVersion
+from tests_helpers import add_dataset, rubric_counts
 
 TEMPLATE = "Context:\n{{ conversation_context }}\nAnswer:\n{{ eval_model_response }}\n"
-
-
-def counts(store: Store) -> tuple[int, int]:
-    with store.session() as session:
-        rubrics = session.scalar(select(func.count()).select_from(Rubric))
-        versions = session.scalar(select(func.count()).select_from(RubricVersion))
-    return rubrics or 0, versions or 0
-
-
-def add_dataset(store: Store, name: str, rows: list[dict[str, Any]]) -> None:
-    """Insert a dataset directly: the dataset services are another helper's work."""
-    with store.session() as session:
-        dataset = Dataset(name=name, type="eval", provenance="upload", row_count=len(rows))
-        session.add(dataset)
-        for position, row in enumerate(rows):
-            session.add(
-                DatasetRow(
-                    dataset=dataset,
-                    position=position,
-                    messages=row["messages"],
-                    tools=None,
-                    reference=row.get("reference"),
-                    metadata_=row.get("metadata", {}),
-                    content_hash=f"{position:064d}",
-                )
-            )
 
 
 ROWS = [
@@ -76,7 +49,7 @@ def test_create_from_builtin_template(store: Store) -> None:
     info = get_rubric(store, "support-correctness")
     assert info.latest_version == 1
     assert info.description and info.description.startswith("Is the answer right?")
-    assert counts(store) == (1, 1)
+    assert rubric_counts(store) == (1, 1)
 
 
 def test_create_from_text_with_range_and_description(store: Store) -> None:
@@ -115,14 +88,14 @@ def test_bad_create_writes_nothing(
     with pytest.raises(error) as caught:
         create_rubric(store, "r", **kwargs)
     assert message in str(caught.value)
-    assert counts(store) == (0, 0)
+    assert rubric_counts(store) == (0, 0)
 
 
 @pytest.mark.parametrize("name", ["", "-x", "has space", "a/b", "x" * 201, "é"])
 def test_invalid_names_are_refused(store: Store, name: str) -> None:
     with pytest.raises(ValidationError, match="invalid rubric name"):
         create_rubric(store, name, text=TEMPLATE)
-    assert counts(store) == (0, 0)
+    assert rubric_counts(store) == (0, 0)
 
 
 def test_taken_name_is_refused(store: Store) -> None:
@@ -132,7 +105,7 @@ def test_taken_name_is_refused(store: Store) -> None:
     # Even with an invalid template, the taken name is what the user hears about first.
     with pytest.raises(AlreadyExistsError):
         create_rubric(store, "r", text="{{ nope }}")
-    assert counts(store) == (1, 1)
+    assert rubric_counts(store) == (1, 1)
 
 
 def test_edit_adds_a_version_and_leaves_the_old_one_alone(store: Store) -> None:
@@ -155,7 +128,7 @@ def test_edit_adds_a_version_and_leaves_the_old_one_alone(store: Store) -> None:
     assert get_rubric(store, "r").latest_version == 3
     v4 = edit_rubric(store, "r", text=TEMPLATE)
     assert (v4.origin, v4.note) == (None, "from v3: template changed")
-    assert counts(store) == (1, 4)
+    assert rubric_counts(store) == (1, 4)
 
 
 @pytest.mark.parametrize(
@@ -177,7 +150,7 @@ def test_bad_edit_writes_nothing(
     with pytest.raises(error) as caught:
         edit_rubric(store, "r", **kwargs)
     assert message in str(caught.value)
-    assert counts(store) == (1, 1)
+    assert rubric_counts(store) == (1, 1)
     assert get_rubric_version(store, "r").template == TEMPLATE
 
 
@@ -191,7 +164,7 @@ def test_missing_rubric_and_version(store: Store) -> None:
     create_rubric(store, "r", text=TEMPLATE)
     with pytest.raises(NotFoundError, match=r"rubric 'r' has no version 4 \(latest is 1\)"):
         get_rubric_version(store, "r", 4)
-    assert counts(store) == (1, 1)
+    assert rubric_counts(store) == (1, 1)
 
 
 def test_list_rubrics_shows_latest_versions_by_name(store: Store) -> None:

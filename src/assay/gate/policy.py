@@ -50,7 +50,6 @@ class Thresholds(BaseModel):
     min_paired_rows: int | None = Field(None, ge=2)
     protected_slices: list[str] | None = None
     max_noise_share: float | None = Field(None, ge=0)
-    require_calibration: bool | None = None
 
 
 class Policy(BaseModel):
@@ -74,7 +73,6 @@ class AppliedPolicy(BaseModel):
     min_paired_rows: int
     protected_slices: list[str]
     max_noise_share: float | None
-    require_calibration: bool
 
 
 def load_policy(path: Path) -> Policy:
@@ -103,13 +101,6 @@ def load_policy(path: Path) -> Policy:
         policy = Policy.model_validate(data)
     except pydantic.ValidationError as exc:
         raise PolicyError(f"policy file {path}: {_describe(exc)}") from None
-    for name, section in [("default", policy.default), *policy.candidates.items()]:
-        if section.require_calibration:
-            where = "default" if name == "default" else f"candidates.{name}"
-            raise PolicyError(
-                f"policy file {path}: {where}.require_calibration: judge calibration is not "
-                "supported yet; set it to false or remove it"
-            )
     return policy
 
 
@@ -185,7 +176,6 @@ def resolve(
         min_paired_rows=section.get("min_paired_rows", DEFAULT_MIN_PAIRED_ROWS),
         protected_slices=list(dict.fromkeys(section.get("protected_slices", []))),
         max_noise_share=section.get("max_noise_share"),
-        require_calibration=section.get("require_calibration", False),
     )
 
 

@@ -13,6 +13,7 @@ dicts (measured in ``bench/bench_calls.py``). The SDK's own retries are off (``m
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from typing import Any
 
 import httpx2
@@ -40,7 +41,7 @@ STAINLESS_HEADERS = (
 _TOOL_ONLY_PARAMS = ("tool_choice", "parallel_tool_calls")
 
 
-class SDKClient:
+class SDKClient(ABC):
     """One official SDK client per event loop (an SDK client is bound to the loop it was
     made in), built the same way for OpenAI and Anthropic: no SDK retries, aiohttp
     transport, no telemetry headers, a dummy key replaced by the real one per call."""
@@ -51,8 +52,9 @@ class SDKClient:
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @abstractmethod
     def _new_client(self) -> Any:
-        raise NotImplementedError
+        """A fresh SDK client for the running event loop."""
 
     def _make(self, sdk: Any, client_class: Any, base_url: str) -> Any:
         return client_class(

@@ -19,7 +19,8 @@ from assay.cli import _AssayGroup, dataset, dataset_traffic, traffic
 from assay.store import open_store
 from assay.store.models import Dataset, DatasetRow, Inference
 from conftest import Cli
-from test_traffic import batch_input, batch_line, export_line, write
+from test_traffic import batch_input, batch_line
+from tests_helpers import export_line, write
 
 SUMMARY_FIELDS = [
     "id", "uid", "started_at", "environment", "task", "provider", "model", "path",

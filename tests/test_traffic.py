@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,35 +31,7 @@ from assay.traffic import (
     to_dataset,
     traffic_stats,
 )
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def export_line(i: int, **extra: Any) -> dict[str, Any]:
-    """An Assay export line: question i, its answer, tags."""
-    line: dict[str, Any] = {
-        "request": {
-            "model": "gpt-a",
-            "messages": [
-                {"role": "system", "content": "Be brief."},
-                {"role": "user", "content": f"Question {i}?"},
-            ],
-        },
-        "response": {
-            "object": "chat.completion",
-            "model": "gpt-a",
-            "choices": [{"message": {"role": "assistant", "content": f"Answer {i}."}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 3},
-        },
-        "started_at": (T0 + timedelta(minutes=i)).isoformat(),
-        "environment": "prod",
-        "task": "support",
-        "duration_ms": float(i + 1),
-        "cost_usd": 0.001,
-        "metadata": {"customer": f"c{i % 2}"},
-    }
-    line.update(extra)
-    return line
+from tests_helpers import T0, export_line, write
 
 
 def batch_line(i: int, status: int = 200) -> dict[str, Any]:
@@ -89,11 +61,6 @@ def batch_input(i: int) -> dict[str, Any]:
         "url": "/v1/chat/completions",
         "body": {"model": "gpt-b", "messages": [{"role": "user", "content": f"Batch {i}?"}]},
     }
-
-
-def write(path: Path, lines: list[Any]) -> Path:
-    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
-    return path
 
 
 def count(store: Store, model: Any) -> int:

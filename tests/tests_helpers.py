@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,40 @@ def chat(i: int | str, answer: str = "Sure.") -> dict[str, Any]:
 
 
 def write(path: Path, lines: list[Any]) -> Path:
-    """Write JSONL: dicts are serialised, bytes and str written as they are."""
+    """Write JSONL: str and bytes are written as they are, anything else serialised."""
     with path.open("wb") as out:
         for line in lines:
-            if isinstance(line, dict):
+            if not isinstance(line, str | bytes):
                 line = orjson.dumps(line)
             out.write((line.encode() if isinstance(line, str) else line) + b"\n")
     return path
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def export_line(i: int, **extra: Any) -> dict[str, Any]:
+    """An Assay export line: question i, its answer, tags."""
+    line: dict[str, Any] = {
+        "request": {
+            "model": "gpt-a",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": f"Question {i}?"},
+            ],
+        },
+        "response": {
+            "object": "chat.completion",
+            "model": "gpt-a",
+            "choices": [{"message": {"role": "assistant", "content": f"Answer {i}."}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3},
+        },
+        "started_at": (T0 + timedelta(minutes=i)).isoformat(),
+        "environment": "prod",
+        "task": "support",
+        "duration_ms": float(i + 1),
+        "cost_usd": 0.001,
+        "metadata": {"customer": f"c{i % 2}"},
+    }
+    line.update(extra)
+    return line

@@ -62,6 +62,11 @@ _EXPORTS: dict[str, str] = {
     "validate_template": "assay.rubrics",
     "build_judge_prompt": "assay.rubrics",
     "parse_judge_output": "assay.rubrics",
+    "CheckResult": "assay.rubrics",
+    "ChecksSpec": "assay.rubrics",
+    "parse_checks": "assay.rubrics",
+    "read_checks_file": "assay.rubrics",
+    "run_checks": "assay.rubrics",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -105,6 +110,8 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from assay.rubrics import (
+        CheckResult,
+        ChecksSpec,
         JudgeParse,
         JudgePrompt,
         RubricInfo,
@@ -118,8 +125,11 @@ if TYPE_CHECKING:
         list_rubrics,
         list_templates,
         list_versions,
+        parse_checks,
         parse_judge_output,
+        read_checks_file,
         render_for_row,
+        run_checks,
         validate_template,
     )
     from assay.store import Store, open_store

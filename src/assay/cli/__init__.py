@@ -54,7 +54,18 @@ def _root(
 
 
 def _register() -> None:
-    from assay.cli import dataset, dataset_traffic, evals, gate, model, proxy, rubric, run, traffic
+    from assay.cli import (
+        dataset,
+        dataset_traffic,
+        evals,
+        gate,
+        model,
+        proxy,
+        rubric,
+        run,
+        serve,
+        traffic,
+    )
 
     dataset.app.command("create")(dataset_traffic.create)
     dataset.app.command("overlap")(dataset_traffic.overlap)
@@ -65,6 +76,7 @@ def _register() -> None:
     app.add_typer(run.app, name="run")
     app.command("gate")(gate.gate)
     app.command("proxy")(proxy.proxy)
+    app.command("serve")(serve.serve)
     app.add_typer(traffic.app, name="traffic")
 
 

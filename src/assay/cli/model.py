@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import typer
 from rich.markup import escape
 
 from assay.cli._output import info, print_json, print_table, warn
 from assay.providers.endpoints import (
+    DEFAULT_N_CTX,
     PROVIDERS,
     ModelInfo,
     add_model,
@@ -16,6 +19,12 @@ from assay.providers.endpoints import (
     list_models,
     parse_params,
     remove_model,
+)
+from assay.providers.local_model import (
+    BASE_MODEL_NOTE,
+    BUNDLED_LABEL,
+    INSTALL_HINT,
+    ensure_bundled_model,
 )
 from assay.store import open_store
 
@@ -29,12 +38,19 @@ JSON_HELP = "Print JSON (stable field names) instead of a table."
 @app.command("add")
 def add(
     name: str = typer.Argument(..., help="A name for the model, used in evals and reports."),
-    base_url: str = typer.Option(
-        ..., "--base-url", help="API base URL, e.g. https://api.openai.com/v1."
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="API base URL, e.g. https://api.openai.com/v1 (not for local)."
     ),
-    model_id: str = typer.Option(..., "--model-id", help="The provider's model id."),
+    model_id: str | None = typer.Option(
+        None,
+        "--model-id",
+        help="The provider's model id (for local: a label, default the GGUF's file name).",
+    ),
     provider: str = typer.Option(
-        "openai", "--provider", help=f"API kind: {' or '.join(PROVIDERS)} (OpenAI-compatible)."
+        "openai",
+        "--provider",
+        help=f"API kind: {', '.join(PROVIDERS)}. openai = any OpenAI-compatible server "
+        "(Ollama, vLLM, llama.cpp's server...); local = a GGUF run in-process by llama.cpp.",
     ),
     api_key_env: str | None = typer.Option(
         None,
@@ -45,6 +61,25 @@ def add(
         [],
         "--param",
         help="Default request param KEY=VALUE (JSON values: temperature=0); repeatable.",
+    ),
+    model_path: Path | None = typer.Option(
+        None,
+        "--model-path",
+        help="local: the GGUF file to run (default: the bundled Gemma 3 270M base model, "
+        "which proves the pipeline runs but is not a meaningful judge).",
+    ),
+    chat_format: str | None = typer.Option(
+        None,
+        "--chat-format",
+        help="local: llama.cpp chat format, e.g. chatml, gemma (default: the GGUF's template).",
+    ),
+    n_ctx: int | None = typer.Option(
+        None,
+        "--n-ctx",
+        help=f"local: context size in tokens, a multiple of 256 (default {DEFAULT_N_CTX}).",
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", help="local: CPU threads (default: every core of the machine)."
     ),
     max_concurrency: int | None = typer.Option(
         None, "--max-concurrency", help="Calls in flight at most, across all runs."
@@ -59,8 +94,20 @@ def add(
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Register a model endpoint."""
+    """Register a model endpoint: an API (OpenAI-compatible or Anthropic) or a local GGUF."""
+    local = provider == "local"
+    if not local:
+        for flag, value in (("--base-url", base_url), ("--model-id", model_id)):
+            if not value:
+                raise typer.BadParameter(
+                    f"missing; it is required for --provider {provider} (only local models "
+                    "go without it)",
+                    param_hint=f"'{flag}'",
+                )
     params = parse_params(param)
+    path = str(model_path) if model_path is not None else None
+    given = {"model_path": path, "chat_format": chat_format, "n_ctx": n_ctx, "threads": threads}
+    options = {key: value for key, value in given.items() if value is not None}
     with open_store() as store:
         model = add_model(
             store,
@@ -70,6 +117,7 @@ def add(
             provider=provider,
             api_key_env=api_key_env,
             params=params,
+            options=options,
             max_concurrency=max_concurrency,
             rpm=rpm,
             tpm=tpm,
@@ -79,8 +127,15 @@ def add(
     if as_json:
         print_json(model)
     info(f"Added model [bold]{model.name}[/] ({model.provider}, {escape(model.model_id)}).")
+    if local and model_path is None:
+        warn(BASE_MODEL_NOTE)
+        # Now rather than at the first call; a failure here is retried by that call.
+        info("Preparing the bundled model file under ASSAY_HOME/models (once)...")
+        ensure_bundled_model()
     if model.api_key_env and not os.environ.get(model.api_key_env):
         warn(f"{model.api_key_env} is not set here; calls to {model.name!r} fail until it is.")
+    if local and importlib.util.find_spec("llama_cpp") is None:
+        warn(f"llama-cpp-python is not installed here; {model.name!r} cannot run: {INSTALL_HINT}")
 
 
 @app.command("list")
@@ -94,7 +149,15 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
     if not models:
         info("No models yet: add one with `assay model add NAME --base-url URL --model-id ID`.")
         return
-    columns = ("name", "provider", "model id", "base url", "key from", "limits", "$/Mtok in/out")
+    columns = (
+        "name",
+        "provider",
+        "model id",
+        "base url / file",
+        "key from",
+        "limits",
+        "$/Mtok in/out",
+    )
     print_table(columns, (_row(m) for m in models))
 
 
@@ -111,6 +174,9 @@ def show(
         return
     fields = model.model_dump()
     fields["params"] = ", ".join(f"{k}={v!r}" for k, v in model.params.items()) or None
+    fields["options"] = ", ".join(f"{k}={v!r}" for k, v in model.options.items()) or None
+    if model.provider == "local" and not model.options.get("model_path"):
+        fields["options"] = f"{fields['options']} ({BUNDLED_LABEL}: a base model, not a judge)"
     print_table(("field", "value"), fields.items(), title=f"model {model.name}")
 
 
@@ -133,11 +199,14 @@ def _row(model: ModelInfo) -> tuple[object, ...]:
         if value
     ]
     prices = f"{model.price_input_per_mtok:g} / {model.price_output_per_mtok:g}"
+    where = model.base_url
+    if model.provider == "local":
+        where = model.options.get("model_path") or BUNDLED_LABEL
     return (
         model.name,
         model.provider,
         model.model_id,
-        model.base_url,
+        where,
         model.api_key_env,
         ", ".join(limits) or None,
         prices,

@@ -17,15 +17,26 @@ from assay.rubrics import (
     list_rubrics,
     list_templates,
     list_versions,
+    read_checks_file,
     read_text_file,
     render_for_row,
 )
+from assay.rubrics.checkfile import spec_from_version
+from assay.rubrics.checks import ChecksSpec, describe_check
 from assay.rubrics.service import MAX_RESPONSE_CHARS
 from assay.store import open_store
 
 app = typer.Typer(help="Create, version and render rubrics.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (stable field names).")]
+ChecksOption = Annotated[
+    str | None,
+    typer.Option(
+        "--checks",
+        help="Deterministic checks and how they combine with the judge, from a .yaml or .json "
+        "file (see docs/checks.md).",
+    ),
+]
 
 
 def _when(value: datetime) -> str:
@@ -70,12 +81,14 @@ def create(
     description: Annotated[
         str | None, typer.Option("--description", "-d", help="One line on what it judges.")
     ] = None,
+    checks: ChecksOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a rubric (version 1) from a built-in template or a template file."""
     if (template is None) == (file is None):
         raise ValidationError("give exactly one of --template NAME or --file PATH")
     text = read_text_file(file) if file is not None else None
+    spec = read_checks_file(checks) if checks is not None else None
     with open_store() as store:
         version = create_rubric(
             store,
@@ -86,13 +99,15 @@ def create(
             score_min=score_min,
             score_max=score_max,
             description=description,
+            checks=spec,
         )
     if as_json:
         print_json(version)
     else:
+        with_checks = f", {len(version.checks)} check(s)" if version.checks else ""
         info(
             f"Created rubric [bold]{name}[/] version 1 (scores {version.score_min}-"
-            f"{version.score_max}, from {escape(version.origin or '-')}). Try it: "
+            f"{version.score_max}{with_checks}, from {escape(version.origin or '-')}). Try it: "
             f"assay rubric render {name} "
             "--dataset DATASET"
         )
@@ -106,10 +121,18 @@ def edit(
     ] = None,
     score_min: Annotated[int | None, typer.Option("--score-min", help="New lowest score.")] = None,
     score_max: Annotated[int | None, typer.Option("--score-max", help="New highest score.")] = None,
+    checks: ChecksOption = None,
+    no_checks: Annotated[
+        bool, typer.Option("--no-checks", help="The new version has no checks.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Add a new version; earlier versions stay exactly as they were."""
+    """Add a new version; earlier versions stay exactly as they were. The checks carry over
+    unless --checks or --no-checks says otherwise."""
+    if checks is not None and no_checks:
+        raise ValidationError("give --checks FILE or --no-checks, not both")
     text = read_text_file(file) if file is not None else None
+    spec = read_checks_file(checks) if checks is not None else None
     with open_store() as store:
         version = edit_rubric(
             store,
@@ -118,6 +141,8 @@ def edit(
             score_min=score_min,
             score_max=score_max,
             origin=f"file:{file}" if file is not None else None,
+            checks=spec,
+            remove_checks=no_checks,
         )
     if as_json:
         print_json(version)
@@ -136,7 +161,7 @@ def show(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show one version of a rubric: its template, score range and origin."""
+    """Show one version of a rubric: its template, score range, origin and checks."""
     with open_store() as store:
         rubric = get_rubric(store, name)
         found = get_rubric_version(store, name, version)
@@ -153,10 +178,21 @@ def show(
         ("Changes", found.note or "-"),
         ("Created", _when(found.created_at)),
     ]
+    spec = spec_from_version(found.checks, found.combine)
+    fields.insert(-2, ("Checks", _combine_line(spec)))
     for label, value in fields:
         typer.echo(f"{label + ':':<13}{value}")
+        if label == "Checks" and spec is not None:
+            for check in spec.checks:
+                typer.echo(f"  - {describe_check(check)}")
     typer.echo("")
     typer.echo(found.template, nl=not found.template.endswith("\n"))
+
+
+def _combine_line(spec: ChecksSpec | None) -> str:
+    if spec is None:
+        return "none (the judge alone scores)"
+    return f"{len(spec.checks)}; {spec.describe()}"
 
 
 @app.command("versions")
@@ -307,6 +343,8 @@ def test(
         f"# Quick test: rubric {name} v{report.rubric_version} "
         f"({report.score_min}-{report.score_max}), judge {report.judge}"
     )
+    if report.combine:
+        typer.echo(f"# Checks: {report.combine}")
     for result in report.rows:
         typer.echo(f"\n===== row {result.row} ({result.output_source}) =====")
         if result.prompt is not None:
@@ -314,7 +352,15 @@ def test(
             typer.echo(result.prompt.system)
             typer.echo("--- judge prompt: user ---")
             typer.echo(result.prompt.user)
+        elif result.checks is not None and not result.judge_called:
+            typer.echo("--- judge not called: the checks decided the score")
+        for check in result.checks or []:
+            verdict = "PASS" if check.passed else "FAIL"
+            why = f": {check.detail}" if check.detail and not check.passed else ""
+            typer.echo(f"--- check {verdict} {check.name}{why}")
         score = f"{result.score:g}" if result.score is not None else result.status
+        if result.checks is not None and result.judge_score is not None:
+            score += f" (judge {result.judge_score:g})"
         typer.echo(f"--- score: {score}")
         if result.reasoning:
             typer.echo(f"--- reasoning: {result.reasoning}")

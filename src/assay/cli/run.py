@@ -25,7 +25,12 @@ from assay.cli._output import console, err_console, print_json, print_table
 from assay.engine.executor import RunProgress
 from assay.engine.groups import create_group, list_groups
 from assay.engine.results import GroupSummary, group_rows, group_summary, row_detail
-from assay.engine.runner import ExecutionOptions, create_rejudge_group, execute_group
+from assay.engine.runner import (
+    ExecutionOptions,
+    check_input_warnings,
+    create_rejudge_group,
+    execute_group,
+)
 from assay.rubrics.transcript import format_message_body
 from assay.stats.summary import RunSummary
 from assay.store import Store, open_store
@@ -122,6 +127,8 @@ def rejudge(
 
 
 def _execute_and_show(store: Store, group_id: int, options: ExecutionOptions) -> None:
+    for warning in check_input_warnings(store, group_id):
+        err_console.print(f"[yellow]Warning:[/] {escape(warning)}")
     with _ProgressDisplay() as display:
         options = ExecutionOptions(
             options.max_concurrency,
@@ -247,7 +254,8 @@ def show(
     group_id: int = typer.Argument(..., metavar="GROUP"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """The summary: per model, scores over scored rows, failures by kind, latency, cost."""
+    """The summary: per model, scores over scored rows, failures by kind, latency, cost, and
+    the pass rate of each deterministic check."""
     with open_store() as store:
         summary = group_summary(store, group_id)
     if as_json:
@@ -270,6 +278,27 @@ def _print_summary(summary: GroupSummary) -> None:
     )  # fmt: skip
     panels = [Panel(_histogram(r), title=escape(r.model), expand=False) for r in summary.runs]
     console.print(Columns(panels))
+    _print_check_rates(summary.runs)
+
+
+def _print_check_rates(runs: list[RunSummary]) -> None:
+    """Per model, how many outputs passed each deterministic check of the rubric."""
+    names = list(dict.fromkeys(c.name for r in runs for c in r.checks))
+    if not names:
+        return
+    rows = []
+    for run in runs:
+        by_name = {c.name: c for c in run.checks}
+        cells = []
+        for name in names:
+            stat = by_name.get(name)
+            cells.append(
+                f"{stat.passed}/{stat.total} ({stat.passed / stat.total:.0%})"
+                if stat is not None and stat.total
+                else None
+            )
+        rows.append((run.model, *cells))
+    print_table(["model", *names], rows, title="Deterministic checks passed")
 
 
 def _summary_row(r: RunSummary) -> tuple[Any, ...]:
@@ -350,8 +379,8 @@ def row(
     position: int = typer.Argument(..., metavar="ROW", help="The row number `run rows` shows."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """One row: the original request, each model's output beside the baseline's, the judge's
-    score and reasoning."""
+    """One row: the original request, each model's output beside the baseline's, the
+    deterministic checks, the judge's score and reasoning."""
     with open_store() as store:
         detail = row_detail(store, group_id, position)
     if as_json:
@@ -374,11 +403,27 @@ def row(
         verdicts = []
         for j in arm.judgments:
             head = f"score {j.score:g}" if j.score is not None else j.status
+            if j.checks is not None and j.judge_score is not None:
+                head += f" (judge {j.judge_score:g})"
             verdicts.append(f"[bold]{head}[/]: {escape(j.reasoning or j.error or '')}")
+        checks = _check_lines(arm.judgments[0].checks) if arm.judgments else []
         score = f"{arm.score:.2f}" if arm.score is not None else arm.status
-        text = body + "\n\n" + ("\n".join(verdicts) or "[dim]not judged yet[/]")
+        text = body + "\n\n" + "".join(line + "\n" for line in checks)
+        text += "\n".join(verdicts) or "[dim]not judged yet[/]"
         panels.append(Panel(text, title=f"{escape(arm.model)} ({arm.role}) — {score}"))
     console.print(Columns(panels, equal=True, expand=True))
+
+
+def _check_lines(checks: list[dict[str, Any]] | None) -> list[str]:
+    """One line per deterministic check: pass or fail, and why it failed."""
+    lines = []
+    for check in checks or []:
+        if check["passed"]:
+            lines.append(f"[green]PASS[/] {escape(check['name'])}")
+        else:
+            detail = f": {escape(check['detail'])}" if check.get("detail") else ""
+            lines.append(f"[red]FAIL[/] {escape(check['name'])}{detail}")
+    return lines
 
 
 def _attach_baseline() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,35 @@ def source_line(row: DatasetRowInfo) -> dict[str, Any]:
 _LINE_BUILDERS = {"chat": chat_line, "source": source_line}
 
 
-def export_dataset(
-    store: Store, name: str, path: str | Path, format: str, *, force: bool = False
-) -> int:
-    """Write every row of dataset ``name`` to ``path`` as JSONL; returns the number of rows."""
+def _line_builder(format: str) -> Callable[[DatasetRowInfo], dict[str, Any]]:
     if format not in EXPORT_FORMATS:
         raise ValidationError(
             f"unknown export format {format!r} (expected {' or '.join(EXPORT_FORMATS)})"
         )
+    return _LINE_BUILDERS[format]
+
+
+def export_lines(store: Store, name: str, format: str) -> Iterator[bytes]:
+    """Every row of dataset ``name`` as JSONL lines, streamed (a download, not a file).
+
+    The format and the dataset are checked now, before the first line is asked for, so a
+    caller can still answer with an error instead of a truncated stream.
+    """
+    build = _line_builder(format)
+    get_dataset(store, name)
+
+    def lines() -> Iterator[bytes]:
+        for row in iter_rows(store, name):
+            yield orjson.dumps(build(row)) + b"\n"
+
+    return lines()
+
+
+def export_dataset(
+    store: Store, name: str, path: str | Path, format: str, *, force: bool = False
+) -> int:
+    """Write every row of dataset ``name`` to ``path`` as JSONL; returns the number of rows."""
+    build = _line_builder(format)
     path = Path(path)
     info = get_dataset(store, name)
     if path.is_dir():
@@ -83,7 +105,6 @@ def export_dataset(
         raise AlreadyExistsError(f"{path} already exists; use --force to overwrite it")
     if not path.parent.is_dir():
         raise ValidationError(f"directory {path.parent} does not exist")
-    build = _LINE_BUILDERS[format]
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     tmp = Path(tmp_name)
     try:

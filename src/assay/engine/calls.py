@@ -3,6 +3,12 @@
 These turn provider results and errors into the column values of a ``Generation`` or a
 ``Judgment`` (the failure taxonomy of DESIGN.md), and never raise for a failed call: a failed
 row is a stored fact, not an exception.
+
+A rubric version's deterministic checks run here, before the judge call, on every output
+judged: their results go into ``Judgment.checks`` whatever the judge does, ``score`` is the
+final combined score and ``judge_score`` the judge's own. In ``gate`` mode a failed check
+skips the judge (the row scores the minimum); in ``checks_only`` mode the judge is never
+called.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from assay.errors import AssayError
 from assay.providers import ChatRequest, ModelCaller, ProviderError
+from assay.rubrics.checkfile import spec_from_version
+from assay.rubrics.checks import CheckResult, ChecksSpec, run_checks, summarize_results
 from assay.rubrics.judge import build_judge_prompt, judge_output_schema, parse_judge_output
 from assay.store import Store
 from assay.store.models import DatasetRow, RubricVersion
@@ -46,6 +54,7 @@ def load_rows(store: Store, row_ids: list[int]) -> dict[int, RowData]:
 class Outcome:
     values: dict[str, Any]  # column values for the stored record
     cache_entry: Any = None  # a provider response to add to the cache in the same batch
+    judge_called: bool = True  # False when the checks decided alone (no judge prompt sent)
 
 
 class ArmCaller(Protocol):
@@ -109,7 +118,15 @@ class JudgeCaller:
     structured: bool = True
 
     def __post_init__(self) -> None:
+        self.checks: ChecksSpec | None = spec_from_version(
+            self.version.checks, self.version.combine
+        )
         schema = judge_output_schema(self.version.score_min, self.version.score_max)
+        if self.caller.model.provider == "local":
+            # llama.cpp turns the schema into a grammar, so bounds there keep a small model's
+            # score in range; hosted strict modes may refuse these keywords, so only here.
+            bounds = {"minimum": self.version.score_min, "maximum": self.version.score_max}
+            schema["properties"]["score"] |= bounds
         self._response_format = (
             {
                 "type": "json_schema",
@@ -125,11 +142,46 @@ class JudgeCaller:
             self.caller.cache.store_many(entries, session)
 
     async def judge(self, row: RowData, output: dict[str, Any], sample_index: int) -> Outcome:
-        base = {
+        base: dict[str, Any] = {
             "rubric_version_id": self.version.id,
             "judge_id": self.judge_id,
             "sample_index": sample_index,
         }
+        results: list[CheckResult] = []
+        if self.checks is not None:
+            results = run_checks(self.checks, output, row.reference, row.metadata)
+            base["checks"] = [r.model_dump() for r in results]
+            if not self.checks.needs_judge(results):
+                return self._decided_by_checks(base, results)
+        outcome = await self._ask_judge(row, output, sample_index, base)
+        values = outcome.values
+        if values["status"] == "scored":
+            values["judge_score"] = values["score"]
+            if self.checks is not None:
+                values["score"] = self.checks.final_score(
+                    results, values["score"], self.version.score_min, self.version.score_max
+                )
+        return outcome
+
+    def _decided_by_checks(self, base: dict[str, Any], results: list[CheckResult]) -> Outcome:
+        assert self.checks is not None
+        score = self.checks.final_score(
+            results, None, self.version.score_min, self.version.score_max
+        )
+        mode = self.checks.combine.mode
+        why = "judge skipped (gate)" if mode == "gate" else "no judge (checks_only)"
+        values = {
+            **base,
+            "status": "scored",
+            "score": score,
+            "reasoning": f"{summarize_results(results)}; {why}",
+            "cost_usd": 0.0,
+        }
+        return Outcome(values, judge_called=False)
+
+    async def _ask_judge(
+        self, row: RowData, output: dict[str, Any], sample_index: int, base: dict[str, Any]
+    ) -> Outcome:
         try:
             prompt = build_judge_prompt(
                 self.version, row.messages, row.reference, output, row.metadata

@@ -76,7 +76,11 @@ def create_group(
     """Pin everything and record the seeded sample; the rows are the same for every arm."""
     with store.session() as session:
         definition = eval_by_name(session, eval_name)
-        endpoint_ids = [definition.judge_id, definition.baseline_id, *definition.candidate_ids]
+        version = session.get(RubricVersion, definition.rubric_version_id)
+        judged = not (version and (version.combine or {}).get("mode") == "checks_only")
+        # A checks-only rubric never calls the judge, so its key is not needed.
+        judge_ids = [definition.judge_id] if judged else []
+        endpoint_ids = [*judge_ids, definition.baseline_id, *definition.candidate_ids]
         names = [
             session.get(ModelEndpoint, i).name  # type: ignore[union-attr]
             for i in endpoint_ids
@@ -227,9 +231,11 @@ def get_group(store: Store, group_id: int) -> GroupInfo:
         return group_info(session, run_group_by_id(session, group_id))
 
 
-def list_groups(store: Store, eval_name: str | None = None, limit: int = 50) -> list[GroupInfo]:
+def list_groups(
+    store: Store, eval_name: str | None = None, limit: int = 50, offset: int = 0
+) -> list[GroupInfo]:
     with store.session() as session:
-        query = select(RunGroup).order_by(RunGroup.id.desc()).limit(limit)
+        query = select(RunGroup).order_by(RunGroup.id.desc()).limit(limit).offset(offset)
         if eval_name is not None:
             query = query.where(RunGroup.eval_id == eval_by_name(session, eval_name).id)
         return [group_info(session, g) for g in session.scalars(query)]

@@ -1,8 +1,9 @@
 """Quick test: a rubric on a handful of rows, before paying for a run group.
 
-Generates (or takes the reference), judges, and returns the exact judge prompt with the
-score and reasoning, plus warnings for what makes a rubric untrustworthy: answers that do not
-parse, scores pinned to an end of the range, reasoning that never refers to the response.
+Generates (or takes the reference), runs the version's deterministic checks, judges, and
+returns the exact judge prompt with the check results, the score and reasoning, plus warnings
+for what makes a rubric untrustworthy: answers that do not parse, scores pinned to an end of
+the range, reasoning that never refers to the response, rows lacking what a check reads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from assay.engine.calls import CapturedArm, JudgeCaller, ModelArm, RowData, load_rows
 from assay.errors import ValidationError
 from assay.providers import ModelCaller, get_model
+from assay.rubrics.checks import CheckResult
 from assay.rubrics.judge import JudgePrompt, build_judge_prompt
 from assay.rubrics.transcript import format_message_body
 from assay.store import Store
@@ -33,7 +35,10 @@ class QuickTestRow(BaseModel):
     output: dict[str, Any] | None
     output_source: str  # model name, or "reference"
     status: str  # scored | generation_failed | judge_failed | judge_unparseable
-    score: float | None
+    score: float | None  # the final score (after the checks combine with the judge's)
+    judge_score: float | None = None  # the judge's own; None when it was not asked
+    checks: list[CheckResult] | None = None  # None when the version has no checks
+    judge_called: bool = True
     reasoning: str | None
     raw_output: str | None
     error: str | None
@@ -46,6 +51,7 @@ class QuickTestReport(BaseModel):
     score_min: int
     score_max: int
     judge: str
+    combine: str | None = None  # how checks and judge combine, in words (None: no checks)
     rows: list[QuickTestRow]
     warnings: list[str]
 
@@ -102,14 +108,29 @@ async def quick_test(
                 error=values.get("error"), warnings=[],
             )  # fmt: skip
         output = values["output"]
-        prompt = build_judge_prompt(pinned, row.messages, row.reference, output, row.metadata)
-        judged = (await judge_caller.judge(row, output, 0)).values
+        outcome = await judge_caller.judge(row, output, 0)
+        judged = outcome.values
+        prompt = (
+            build_judge_prompt(pinned, row.messages, row.reference, output, row.metadata)
+            if outcome.judge_called
+            else None
+        )
+        checks = judged.get("checks")
         result = QuickTestRow(
             row=row.position, prompt=prompt, output=output, output_source=source,
-            status=judged["status"], score=judged.get("score"), reasoning=judged.get("reasoning"),
+            status=judged["status"], score=judged.get("score"),
+            judge_score=judged.get("judge_score"),
+            checks=[CheckResult(**c) for c in checks] if checks is not None else None,
+            judge_called=outcome.judge_called, reasoning=judged.get("reasoning"),
             raw_output=judged.get("raw_output"), error=judged.get("error"), warnings=[],
         )  # fmt: skip
         result.warnings = _row_warnings(result)
+        if judge_caller.checks is not None:
+            missing = judge_caller.checks.missing_inputs(row.reference is not None, row.metadata)
+            result.warnings += [
+                f"check {name!r} needs {need}, which this row lacks: the check fails"
+                for name, need in missing
+            ]
         return result
 
     try:
@@ -124,6 +145,7 @@ async def quick_test(
         score_min=pinned.score_min,
         score_max=pinned.score_max,
         judge=judge,
+        combine=judge_caller.checks.describe() if judge_caller.checks is not None else None,
         rows=list(results),
         warnings=_overall_warnings(list(results), pinned.score_min, pinned.score_max),
     )
@@ -135,7 +157,12 @@ def _row_warnings(result: QuickTestRow) -> list[str]:
         warnings.append(f"the judge's answer could not be parsed: {result.error}")
     if result.status == "judge_failed":
         warnings.append(f"the judge call failed: {result.error}")
-    if result.reasoning and result.output and not _mentions(result.reasoning, result.output):
+    if (
+        result.judge_called
+        and result.reasoning
+        and result.output
+        and not _mentions(result.reasoning, result.output)
+    ):
         warnings.append("the judge's reasoning never refers to the response; it may be ignoring it")
     return warnings
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,9 +18,11 @@ from assay.engine.executor import GroupExecutor, RunProgress
 from assay.engine.groups import HEARTBEAT_STALE_AFTER, GroupInfo, group_info, worker_alive
 from assay.errors import ValidationError
 from assay.providers import ModelCaller, check_api_keys, get_model
+from assay.rubrics.checkfile import spec_from_version
 from assay.store import Store
 from assay.store.lookup import endpoint_by_name, rubric_version, run_group_by_id
 from assay.store.models import (
+    DatasetRow,
     Generation,
     ModelEndpoint,
     Rubric,
@@ -59,7 +62,10 @@ async def execute_group(store: Store, group_id: int, options: ExecutionOptions) 
         session.expunge(version)
         names = {r.id: _endpoint_name(session, r.endpoint_id) for r in todo}
         judge_name, seed, samples = judge_endpoint.name, group.seed, group.judge_samples
-    check_api_keys(store, [n for n in names.values() if n] + [judge_endpoint.name])
+    # A checks_only rubric never calls the judge: its key need not be set.
+    checks = spec_from_version(version.checks, version.combine)
+    judged = checks is None or checks.combine.mode != "checks_only"
+    check_api_keys(store, [n for n in names.values() if n] + ([judge_name] if judged else []))
     # Building the callers imports the provider SDKs: a million long-lived objects. Keep the
     # collector out of that, then freeze them (and all else loaded) out of every later pass,
     # which would otherwise rescan them every few calls.
@@ -96,6 +102,33 @@ async def execute_group(store: Store, group_id: int, options: ExecutionOptions) 
     finally:
         for caller in callers:
             await caller.aclose()
+        store.refresh_statistics("generations", "judgments")
+
+
+def check_input_warnings(store: Store, group_id: int) -> list[str]:
+    """Sampled rows that lack what one of the rubric's checks reads (a reference response, a
+    metadata key): the check fails on each of them, so say so before paying for the run."""
+    with store.session() as session:
+        group = run_group_by_id(session, group_id)
+        version = session.get(RubricVersion, group.rubric_version_id)
+        assert version is not None
+        spec = spec_from_version(version.checks, version.combine)
+        if spec is None:
+            return []
+        lacking: Counter[tuple[str, str]] = Counter()
+        rows = session.execute(
+            select(DatasetRow.reference.is_not(None), DatasetRow.metadata_)
+            .join(RunGroupRow, RunGroupRow.row_id == DatasetRow.id)
+            .where(RunGroupRow.group_id == group.id)
+            .execution_options(yield_per=1000)
+        )
+        for has_reference, metadata in rows:
+            lacking.update(spec.missing_inputs(bool(has_reference), metadata or {}))
+        return [
+            f"check {name!r} needs {need}, which {count} of {group.sample_size} sampled rows "
+            "lack: it fails on them"
+            for (name, need), count in lacking.items()
+        ]
 
 
 def _endpoint_name(session: Session, endpoint_id: int | None) -> str | None:

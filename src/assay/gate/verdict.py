@@ -17,15 +17,18 @@ Rules (``docs/gate.md``), for each gated arm, with the policy section that appli
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from assay.errors import ValidationError
 from assay.gate.checks import Check, ci_check, failure_checks, noise_check, slice_checks
 from assay.gate.policy import (
     AppliedPolicy,
+    Policy,
     load_policy,
     protected_keys,
     resolve,
@@ -34,7 +37,8 @@ from assay.gate.policy import (
 from assay.stats import power
 from assay.stats.compare import CandidateComparison, GroupHeader, compare_group
 from assay.store import Store
-from assay.store.models import Verdict
+from assay.store.lookup import run_group_by_id
+from assay.store.models import Run, Verdict
 
 Decision = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -68,13 +72,18 @@ def run_gate(
     group_id: int,
     *,
     policy_path: Path | None = None,
+    policy: Policy | None = None,
     slice_by: list[str] | tuple[str, ...] = (),
     against_baseline: bool = False,
     seed: int = 0,
     resamples: int = 10_000,
 ) -> GateResult:
-    """Load the policy, compare, decide, store one Verdict per gated arm (appending)."""
-    policy = load_policy(path=policy_path) if policy_path is not None else None
+    """Load the policy (a file, or ``policy`` given inline, e.g. by the API), compare, decide,
+    store one Verdict per gated arm (appending)."""
+    if policy_path is not None and policy is not None:
+        raise ValidationError("give a policy file or an inline policy, not both")
+    if policy_path is not None:
+        policy = load_policy(path=policy_path)
     comparison = compare_group(
         store,
         group_id,
@@ -84,7 +93,9 @@ def run_gate(
         seed=seed,
     )
     header = comparison.header()
-    source = str(policy_path) if policy_path is not None else "defaults"
+    source = "defaults" if policy is None else "inline"
+    if policy_path is not None:
+        source = str(policy_path)
     warnings = []
     verdicts = []
     for candidate in comparison.candidates:
@@ -248,3 +259,47 @@ def record_verdicts(store: Store, result: GateResult) -> None:
         session.flush()
         for v, row in rows:
             v.verdict_id = row.id
+
+
+class StoredVerdict(BaseModel):
+    """A verdict an earlier gate stored: the decision, its reasons, the policy and evidence."""
+
+    id: int
+    group_id: int
+    run_id: int
+    model: str
+    decision: Decision
+    reasons: list[str]
+    policy: dict[str, Any]  # as applied
+    evidence: dict[str, Any]
+    created_at: datetime
+
+
+def list_verdicts(
+    store: Store, group_id: int, limit: int = 50, offset: int = 0
+) -> list[StoredVerdict]:
+    """The verdicts stored for a run group, newest first (every gate appends)."""
+    with store.session() as session:
+        run_group_by_id(session, group_id)
+        query = (
+            select(Verdict, Run.label)
+            .join(Run, Run.id == Verdict.run_id)
+            .where(Verdict.group_id == group_id)
+            .order_by(Verdict.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [
+            StoredVerdict(
+                id=v.id,
+                group_id=v.group_id,
+                run_id=v.run_id,
+                model=label,
+                decision=v.decision,  # type: ignore[arg-type]
+                reasons=list(v.reasons or []),
+                policy=v.policy or {},
+                evidence=v.evidence or {},
+                created_at=v.created_at.replace(tzinfo=v.created_at.tzinfo or UTC),
+            )
+            for v, label in session.execute(query)
+        ]

@@ -1,6 +1,6 @@
-"""Calling models: endpoints, the OpenAI-compatible and Anthropic clients, retries, limits,
-the response cache and cost accounting. The engine needs ``ModelCaller`` and the types;
-the CLI and the API need the endpoint services.
+"""Calling models: endpoints, the OpenAI-compatible, Anthropic and local (llama.cpp) clients,
+retries, limits, the response cache and cost accounting. The engine needs ``ModelCaller`` and
+the types; the CLI and the API need the endpoint services.
 """
 
 from assay.providers.cache import CacheEntry, CacheWriter, ResponseCache, cache_key
@@ -12,6 +12,7 @@ from assay.providers.endpoints import (
     check_api_keys,
     get_model,
     list_models,
+    local_options,
     parse_params,
     read_api_key,
     remove_model,
@@ -23,6 +24,7 @@ from assay.providers.types import (
     ChatRequest,
     ChatResult,
     ErrorKind,
+    ProviderClient,
     ProviderError,
 )
 
@@ -37,6 +39,7 @@ __all__ = [
     "ErrorKind",
     "ModelCaller",
     "ModelInfo",
+    "ProviderClient",
     "ProviderError",
     "ResponseCache",
     "RetryPolicy",
@@ -46,6 +49,7 @@ __all__ = [
     "get_model",
     "limiter_for",
     "list_models",
+    "local_options",
     "parse_params",
     "read_api_key",
     "remove_model",

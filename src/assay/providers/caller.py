@@ -3,9 +3,10 @@
 One caller per endpoint (and per purpose: a judge caller may carry different options). A call
 goes: effective params (endpoint defaults, then the request's overrides, then
 ``response_format``) -> cache key -> cache read (unless bypassed) -> API key from the
-environment -> encode once -> up to ``max_attempts`` HTTP attempts, each inside the endpoint's
-shared limits (slot, RPM, TPM), with backoff between retryable failures -> result with usage,
-cost and latency -> cache write (buffered, or left to the engine; see ``cache.py``).
+environment -> encode once -> up to ``max_attempts`` attempts (HTTP, or in-process for a local
+model), each inside the endpoint's shared limits (slot, RPM, TPM), with backoff between
+retryable failures -> result with usage, cost and latency -> cache write (buffered, or left to
+the engine; see ``cache.py``).
 
 Usage::
 
@@ -22,10 +23,16 @@ import time
 from typing import Any
 
 from assay.providers.cache import CacheEntry, CacheWriter, ResponseCache, cache_key
-from assay.providers.endpoints import ModelInfo, read_api_key
+from assay.providers.endpoints import ModelInfo, cache_scope, read_api_key
 from assay.providers.limits import EndpointLimiter, estimate_tokens, limiter_for
 from assay.providers.retry import RetryPolicy
-from assay.providers.types import ChatRequest, ChatResult, ProviderError, message_text
+from assay.providers.types import (
+    ChatRequest,
+    ChatResult,
+    ProviderClient,
+    ProviderError,
+    message_text,
+)
 from assay.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,7 +74,8 @@ class ModelCaller:
             self.retry = dataclasses.replace(self.retry, max_attempts=max_attempts)
         self.use_cache = use_cache
         self.burst_s = burst_s
-        self.client = _client_for(model, timeout_s)
+        self.client: ProviderClient = _client_for(model, timeout_s)
+        self._cache_scope = cache_scope(model)
         self.cache = ResponseCache(store) if store is not None else None
         self._writer = CacheWriter(self.cache) if self.cache is not None and write_cache else None
         self._price_in = model.price_input_per_mtok / 1e6
@@ -86,7 +94,7 @@ class ModelCaller:
 
     def cache_key(self, request: ChatRequest) -> str:
         return cache_key(
-            self.model.base_url,
+            self._cache_scope,
             self.model.model_id,
             self.params_for(request),
             request.messages,
@@ -104,7 +112,7 @@ class ModelCaller:
         key = None
         if self.cache is not None:
             key = cache_key(
-                self.model.base_url, self.model.model_id, params, request.messages, request.tools
+                self._cache_scope, self.model.model_id, params, request.messages, request.tools
             )
             if lookup and self.use_cache:
                 hit = await asyncio.to_thread(self.cache.get, key)
@@ -139,7 +147,9 @@ class ModelCaller:
             except ProviderError as exc:
                 failure = exc
             else:
-                answer["latency_ms"] = (time.perf_counter() - started) * 1000.0
+                # A local client measures its own (without the wait for its model's thread).
+                if answer.get("latency_ms") is None:
+                    answer["latency_ms"] = (time.perf_counter() - started) * 1000.0
                 used = (answer["input_tokens"] or 0) + (answer["output_tokens"] or 0)
                 limiter.settle(estimate, used or None)
                 return answer, attempt
@@ -211,8 +221,12 @@ class ModelCaller:
         await self.aclose()
 
 
-def _client_for(model: ModelInfo, timeout_s: float) -> Any:
+def _client_for(model: ModelInfo, timeout_s: float) -> ProviderClient:
     """Import only the SDK this endpoint needs: each costs a second or more to import."""
+    if model.provider == "local":
+        from assay.providers.local_client import LocalClient
+
+        return LocalClient(model, timeout_s)
     if model.provider == "anthropic":
         from assay.providers.anthropic_client import AnthropicClient
 

@@ -1,17 +1,21 @@
 """Model endpoints: the named models Assay calls (candidates, baselines, judges).
 
 An endpoint is a provider kind, a base URL, a model id, default request params, limits and
-prices. The API key is *not* part of it: ``api_key_env`` names the environment variable the
+prices. A ``local`` endpoint runs a GGUF file in-process through llama.cpp instead: it has no
+URL and no key, and its ``options`` say which file and how to load it (``local_client.py``).
+The API key is *not* part of it: ``api_key_env`` names the environment variable the
 key is read from at call time, and validation refuses anything that looks like a key itself,
 so a key can never reach the database by mistake.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,12 +26,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from assay.errors import AlreadyExistsError, ValidationError
+from assay.providers.local_model import BUNDLED_FILE, INSTALL_HINT, bundled_package, check_gguf
 from assay.providers.types import ProviderError
 from assay.store import Store
 from assay.store.lookup import endpoint_by_name
 from assay.store.models import EvalDefinition, Judgment, ModelEndpoint, Run, RunGroup
 
-PROVIDERS = ("openai", "anthropic")
+PROVIDERS = ("openai", "anthropic", "local")
+# A local endpoint's base URL: it has none, but the URL is part of every cache key.
+LOCAL_BASE_URL = "local://llama.cpp"
+DEFAULT_N_CTX = 2048
+_CHAT_FORMAT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Prefixes of real provider keys that happen to be valid variable names (hf_..., gsk_...).
@@ -50,6 +59,7 @@ class ModelInfo(BaseModel):
     model_id: str
     api_key_env: str | None = None
     params: dict[str, Any] = {}
+    options: dict[str, Any] = {}  # provider-specific: the local provider's model file and load
     max_concurrency: int | None = None
     rpm: int | None = None
     tpm: int | None = None
@@ -70,18 +80,48 @@ def add_model(
     store: Store,
     name: str,
     *,
-    base_url: str,
-    model_id: str,
+    base_url: str | None = None,
+    model_id: str | None = None,
     provider: str = "openai",
     api_key_env: str | None = None,
     params: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
     max_concurrency: int | None = None,
     rpm: int | None = None,
     tpm: int | None = None,
     price_input_per_mtok: float = 0.0,
     price_output_per_mtok: float = 0.0,
 ) -> ModelInfo:
-    """Register a model endpoint. Every field is validated before anything is written."""
+    """Register a model endpoint. Every field is validated before anything is written.
+
+    ``base_url`` and ``model_id`` are required except for ``provider="local"``, whose
+    ``options`` come from ``local_options`` (the model id defaults to the GGUF's file name).
+    """
+    if provider == "local":
+        if base_url is not None or api_key_env is not None:
+            raise ValidationError(
+                "a local model runs in-process: it takes no --base-url or --api-key-env. To use "
+                "a local server (Ollama, vLLM, llama.cpp's server), add it with --provider "
+                "openai --base-url http://localhost:PORT/v1 instead"
+            )
+        try:
+            options = local_options(**(options or {}))
+        except TypeError:
+            raise ValidationError(
+                f"unknown local model options {sorted(options or {})}: expected model_path, "
+                "chat_format, n_ctx, threads"
+            ) from None
+        base_url = LOCAL_BASE_URL
+        model_id = model_id or Path(options.get("model_path") or BUNDLED_FILE).name
+    else:
+        if any(value is not None for value in (options or {}).values()):
+            raise ValidationError(
+                "--model-path, --chat-format, --n-ctx and --threads are for --provider local only"
+            )
+        for flag, value in (("--base-url", base_url), ("--model-id", model_id)):
+            if not value:
+                raise ValidationError(f"{flag} is required for --provider {provider}")
+    assert base_url is not None and model_id is not None
     info = ModelInfo(
         name=name,
         provider=provider,
@@ -89,6 +129,7 @@ def add_model(
         model_id=model_id,
         api_key_env=api_key_env,
         params=dict(params or {}),
+        options=dict(options or {}) if provider == "local" else {},
         max_concurrency=max_concurrency,
         rpm=rpm,
         tpm=tpm,
@@ -157,12 +198,91 @@ def read_api_key(model: ModelInfo) -> str:
 
 
 def check_api_keys(store: Store, model_names: list[str]) -> None:
-    """Fail before any call when a model's key variable is unset, rather than on every row."""
+    """Fail before any call when a model cannot be called, rather than on every row: its key
+    variable is unset, or (local models) llama.cpp or the model file is missing."""
     for name in dict.fromkeys(model_names):
+        model = get_model(store, name)
+        if model.provider == "local":
+            check_local_ready(model)
+            continue
         try:
-            read_api_key(get_model(store, name))
+            read_api_key(model)
         except ProviderError as exc:
             raise ValidationError(exc.message) from None
+
+
+def local_options(
+    model_path: str | None = None,
+    chat_format: str | None = None,
+    n_ctx: int | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """A local endpoint's options, validated: the GGUF (``None``: the bundled Gemma 3 270M,
+    whose package must be installed), the chat format (``None``: the template in the GGUF),
+    the context size and the CPU threads (``None``: every core of the machine running it)."""
+    path = None if model_path is None else str(check_gguf(model_path))
+    if model_path is None:
+        bundled_package()  # a clear error now rather than at the first call
+    if chat_format is not None:
+        _check_chat_format(chat_format)
+    n_ctx = DEFAULT_N_CTX if n_ctx is None else n_ctx
+    if not 256 <= n_ctx <= 1 << 20 or n_ctx % 256:
+        # llama.cpp pads the context to a multiple of 256 and llama-cpp-python then
+        # mis-sizes its buffers: refuse what it would not run as given.
+        raise ValidationError(
+            f"--n-ctx must be a multiple of 256 from 256 to 1048576 tokens, got {n_ctx}"
+        )
+    if threads is not None and not 1 <= threads <= 1024:
+        raise ValidationError(f"--threads must be a positive number of threads, got {threads}")
+    return {"model_path": path, "chat_format": chat_format, "n_ctx": n_ctx, "threads": threads}
+
+
+def _check_chat_format(name: str) -> None:
+    if not _CHAT_FORMAT.fullmatch(name):
+        raise ValidationError(
+            f"invalid --chat-format {name!r}: a llama.cpp chat format name such as "
+            "chatml, llama-2, gemma or mistral-instruct"
+        )
+    # Without llama-cpp-python (the add warns about it) the name is checked at the first call.
+    if name.startswith("chat_template.") or importlib.util.find_spec("llama_cpp") is None:
+        return
+    from llama_cpp.llama_chat_format import get_chat_completion_handler
+
+    try:
+        get_chat_completion_handler(name)
+    except Exception as exc:  # a plain Exception subclass, whose message lists the formats
+        raise ValidationError(f"unknown --chat-format {name!r}: {exc}") from None
+
+
+def check_local_ready(model: ModelInfo) -> None:
+    """``ValidationError`` unless a local model can be loaded here: llama-cpp-python
+    installed, and its GGUF present (or the bundled model's package installed)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ValidationError(
+            f"model {model.name!r} runs locally through llama-cpp-python, which is not "
+            f"installed: {INSTALL_HINT}"
+        )
+    path = model.options.get("model_path")
+    if path is None:
+        bundled_package()
+    elif not Path(path).is_file():
+        raise ValidationError(
+            f"model {model.name!r}: its GGUF file {path} is gone; put it back, or remove the "
+            "model and add it again with the new --model-path"
+        )
+
+
+def cache_scope(model: ModelInfo) -> str:
+    """What identifies an endpoint's answers in the response cache, beside the model id and
+    params: its URL, or for a local model the file and the options that change its answers."""
+    if model.provider != "local":
+        return model.base_url
+    options = model.options
+    source = options.get("model_path") or f"bundled/{BUNDLED_FILE}"
+    return (
+        f"{LOCAL_BASE_URL}/{source}?chat_format={options.get('chat_format') or ''}"
+        f"&n_ctx={options.get('n_ctx') or DEFAULT_N_CTX}"
+    )
 
 
 def validate_model(info: ModelInfo) -> None:
@@ -176,7 +296,11 @@ def validate_model(info: ModelInfo) -> None:
         raise ValidationError(
             f"unknown provider {info.provider!r}: expected one of {', '.join(PROVIDERS)}"
         )
-    _check_url(info.base_url)
+    if info.provider == "local":
+        if info.base_url != LOCAL_BASE_URL:
+            raise ValidationError("a local model takes no --base-url")
+    else:
+        _check_url(info.base_url)
     if not info.model_id.strip() or len(info.model_id) > 300:
         raise ValidationError("--model-id must be a non-empty model identifier (<= 300 chars)")
     if info.api_key_env is not None:

@@ -8,7 +8,7 @@ both ways, so nothing above this layer knows which provider answered.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -91,9 +91,10 @@ class ChatResult(BaseModel):
     """A successful answer, with what it cost.
 
     ``latency_ms`` is the duration of the successful HTTP attempt (not the queueing, retries or
-    backoff before it); a cached result reports the original call's tokens and latency with
-    ``cost_usd=0`` and ``cached=True``. ``cache_key`` and ``response`` are what the response
-    cache stores, so an engine can persist them in its own batched transaction.
+    backoff before it; for a local model, its time running on the model's thread); a cached
+    result reports the original call's tokens and latency with ``cost_usd=0`` and
+    ``cached=True``. ``cache_key`` and ``response`` are what the response cache stores, so an
+    engine can persist them in its own batched transaction.
     """
 
     message: dict[str, Any]
@@ -121,3 +122,23 @@ def message_text(message: dict[str, Any]) -> str:
             if isinstance(part, dict) and part.get("type") in ("text", "output_text")
         )
     return ""
+
+
+class ProviderClient(Protocol):
+    """What ``ModelCaller`` needs from a provider's client (OpenAI, Anthropic, local)."""
+
+    def encode(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: dict[str, Any],
+    ) -> bytes:
+        """The request, encoded once per call whatever the number of attempts."""
+        ...
+
+    async def send(self, content: bytes, api_key: str) -> dict[str, Any]:
+        """One attempt: the normalized answer (``message``, ``finish_reason``,
+        ``input_tokens``, ``output_tokens``), or ``ProviderError``."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -4,6 +4,8 @@ Import from here; the modules behind it are internal and may move.
 """
 
 from assay.rubrics.builtin import TemplateInfo, get_template, list_templates
+from assay.rubrics.checkfile import parse_checks, parse_checks_text
+from assay.rubrics.checks import CheckResult, ChecksSpec, run_checks
 from assay.rubrics.judge import (
     JudgeParse,
     JudgePrompt,
@@ -20,6 +22,7 @@ from assay.rubrics.service import (
     get_rubric_version,
     list_rubrics,
     list_versions,
+    read_checks_file,
     read_text_file,
     render_for_row,
 )
@@ -29,6 +32,8 @@ from assay.rubrics.validate import validate_template
 __all__ = [
     "RESPONSE_END",
     "RESPONSE_START",
+    "CheckResult",
+    "ChecksSpec",
     "JudgeParse",
     "JudgePrompt",
     "RubricInfo",
@@ -44,8 +49,12 @@ __all__ = [
     "list_rubrics",
     "list_templates",
     "list_versions",
+    "parse_checks",
+    "parse_checks_text",
     "parse_judge_output",
+    "read_checks_file",
     "read_text_file",
     "render_for_row",
+    "run_checks",
     "validate_template",
 ]

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from assay.errors import AlreadyExistsError, NotFoundError, ValidationError
 from assay.rubrics.builtin import get_template
+from assay.rubrics.checkfile import parse_checks, parse_checks_text
+from assay.rubrics.checks import ChecksSpec
 from assay.rubrics.judge import JudgePrompt, build_judge_prompt
 from assay.rubrics.validate import MAX_TEMPLATE_CHARS, validate_template
 from assay.store import Store
@@ -48,7 +50,8 @@ class RubricVersionInfo(BaseModel):
     score_max: int
     kind: str
     origin: str | None
-    checks: list[Any] | None
+    checks: list[Any] | None  # deterministic checks, as stored (docs/checks.md)
+    combine: dict[str, Any] | None  # how they combine with the judge's score
     note: str | None  # what changed from the previous version
     created_at: datetime
 
@@ -87,6 +90,18 @@ def read_text_file(
     if not allow_empty and not text.strip():
         raise ValidationError(f"{what} {path} is empty")
     return text
+
+
+def read_checks_file(path: str | Path) -> ChecksSpec:
+    """Read and validate a checks file (``.yaml``/``.yml`` or ``.json``)."""
+    return parse_checks_text(read_text_file(path, "checks file"), str(path))
+
+
+def _checks_spec(checks: ChecksSpec | dict[str, Any] | list[Any] | None) -> ChecksSpec | None:
+    """A parsed spec from what a caller passes: a spec, the file's data, or None."""
+    if checks is None or isinstance(checks, ChecksSpec):
+        return checks
+    return parse_checks(checks)
 
 
 def _check_name(name: str) -> None:
@@ -135,6 +150,7 @@ def _version_info(rubric: Rubric, version: RubricVersion) -> RubricVersionInfo:
         kind=version.kind,
         origin=version.origin,
         checks=version.checks,
+        combine=version.combine,
         note=version.note,
         created_at=_utc(version.created_at),
     )
@@ -228,17 +244,21 @@ def create_rubric(
     score_min: int = 1,
     score_max: int = 10,
     description: str | None = None,
+    checks: ChecksSpec | dict[str, Any] | list[Any] | None = None,
 ) -> RubricVersionInfo:
     """Create a rubric and its version 1 from a built-in ``template`` or a template ``text``.
 
     ``origin`` records where the text came from (``file:PATH``); a built-in template sets it
     to ``template:NAME`` and, without a ``description``, lends the rubric its own.
+    ``checks`` are deterministic checks with their combine rule (a parsed spec, or the data
+    of a checks file; see docs/checks.md).
     """
     _check_name(name)
     if (template is None) == (text is None):
         raise ValidationError("give exactly one of a built-in template or a template text")
     _check_range(score_min, score_max)
     description = _check_description(description)
+    stored_checks, combine = _stored(_checks_spec(checks))
     if template is not None:
         builtin = get_template(template)
         text, origin = builtin.text, f"template:{builtin.name}"
@@ -257,6 +277,8 @@ def create_rubric(
                 template=text,
                 score_min=score_min,
                 score_max=score_max,
+                checks=stored_checks,
+                combine=combine,
                 origin=origin,
             )
             session.add_all([rubric, version])
@@ -274,12 +296,22 @@ def edit_rubric(
     score_min: int | None = None,
     score_max: int | None = None,
     origin: str | None = None,
+    checks: ChecksSpec | dict[str, Any] | list[Any] | None = None,
+    remove_checks: bool = False,
 ) -> RubricVersionInfo:
-    """Add version n+1 with the given changes; versions already stored never change."""
-    if text is None and score_min is None and score_max is None:
+    """Add version n+1 with the given changes; versions already stored never change.
+
+    ``checks`` replaces the checks (and combine rule); ``remove_checks`` drops them. Without
+    either, the new version keeps the previous one's checks.
+    """
+    if checks is not None and remove_checks:
+        raise ValidationError("give new checks (--checks) or remove them (--no-checks), not both")
+    if all(x is None for x in (text, score_min, score_max, checks)) and not remove_checks:
         raise ValidationError(
-            "nothing to change: give a new template (--file), --score-min or --score-max"
+            "nothing to change: give a new template (--file), --score-min or --score-max, "
+            "or new checks (--checks FILE) or --no-checks"
         )
+    spec = _checks_spec(checks)
     try:
         with store.session() as session:
             rubric = _find_rubric(session, name, lock=True)
@@ -288,14 +320,23 @@ def edit_rubric(
             new_min = latest.score_min if score_min is None else score_min
             new_max = latest.score_max if score_max is None else score_max
             _check_range(new_min, new_max)
-            if (new_text, new_min, new_max) == (
+            if remove_checks:
+                new_checks, new_combine = None, None
+            elif spec is not None:
+                new_checks, new_combine = _stored(spec)
+            else:
+                new_checks, new_combine = latest.checks, latest.combine
+            if (new_text, new_min, new_max, new_checks, new_combine) == (
                 latest.template,
                 latest.score_min,
                 latest.score_max,
+                latest.checks,
+                latest.combine,
             ):
                 raise ValidationError(
                     f"nothing changed: the template and range are identical to version "
-                    f"{latest.version} of {name!r}; no version was added"
+                    f"{latest.version} of {name!r}; no version was added (the checks are the "
+                    "same too)"
                 )
             if text is not None:
                 validate_template(text)
@@ -306,9 +347,12 @@ def edit_rubric(
                 template=new_text,
                 score_min=new_min,
                 score_max=new_max,
-                checks=latest.checks,
+                checks=new_checks,
+                combine=new_combine,
                 origin=origin if new_text != latest.template else latest.origin,
-                note=_change_note(latest, new_text, new_min, new_max, origin),
+                note=_change_note(
+                    latest, new_text, new_min, new_max, origin, (new_checks, new_combine)
+                ),
             )
             session.add(version)
             session.flush()
@@ -320,14 +364,29 @@ def edit_rubric(
         ) from exc
 
 
+def _stored(spec: ChecksSpec | None) -> tuple[list[Any] | None, dict[str, Any] | None]:
+    return spec.stored() if spec is not None else (None, None)
+
+
 def _change_note(
-    latest: RubricVersion, text: str, score_min: int, score_max: int, origin: str | None
+    latest: RubricVersion,
+    text: str,
+    score_min: int,
+    score_max: int,
+    origin: str | None,
+    checks: tuple[list[Any] | None, dict[str, Any] | None],
 ) -> str:
     changes = []
     if text != latest.template:
         changes.append(f"template from {origin}" if origin else "template changed")
     if (score_min, score_max) != (latest.score_min, latest.score_max):
         changes.append(f"range {latest.score_min}-{latest.score_max} -> {score_min}-{score_max}")
+    if checks != (latest.checks, latest.combine):
+        if checks[0] is None:
+            changes.append("checks removed")
+        else:
+            verb = "changed" if latest.checks else "added"
+            changes.append(f"checks {verb} ({len(checks[0])}, {(checks[1] or {}).get('mode')})")
     return f"from v{latest.version}: " + "; ".join(changes)
 
 

@@ -4,20 +4,24 @@ A row's outcome follows DESIGN.md's failure taxonomy and is never collapsed into
 ``generation_failed``, ``judge_failed``, ``judge_unparseable`` or ``scored`` (the mean of its
 scored judge samples), or ``pending`` while work remains. Averages are over scored rows; the
 failed counts are always reported beside them.
+
+A rubric version's deterministic checks are counted per run by ``check_stats``: how many
+judged outputs passed each check (an output counts once, whatever its judge samples).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import statistics
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from pydantic import BaseModel
-from sqlalchemy import Integer, and_, case, cast, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assay.store.models import Generation, Judgment, RubricVersion, Run, RunGroup
+from assay.stats.outcomes import outcome_select
+from assay.store.models import Generation, Judgment, RubricVersion, RunGroup
 
 OUTCOMES = ("scored", "generation_failed", "judge_failed", "judge_unparseable", "pending")
 
@@ -35,6 +39,15 @@ class RowOutcome:
     judge_cost_usd: float
     judge_input_tokens: int
     judge_output_tokens: int
+
+
+class CheckStat(BaseModel):
+    """One deterministic check over one run: outputs that passed it, of those checked."""
+
+    name: str
+    type: str
+    passed: int
+    total: int
 
 
 class Bucket(BaseModel):
@@ -68,103 +81,67 @@ class RunSummary(BaseModel):
     # Against the baseline, on the rows both arms scored (None for the baseline itself).
     paired_rows: int | None = None
     mean_diff_vs_baseline: float | None = None
+    # Per deterministic check of the rubric version, in its order (empty without checks).
+    checks: list[CheckStat] = []
 
 
 def row_outcomes(session: Session, group: RunGroup, run_id: int) -> dict[int, RowOutcome]:
     """Outcome of every sampled row that has a generation in this run, keyed by row id."""
-    scored = Judgment.status == "scored"
-    query = (
-        select(
-            Generation.row_id,
-            Generation.id,
-            Generation.status,
-            Generation.latency_ms,
-            func.coalesce(Generation.input_tokens, 0),
-            func.coalesce(Generation.output_tokens, 0),
-            func.coalesce(Generation.cost_usd, 0.0),
-            func.avg(case((scored, Judgment.score))),
-            func.count(Judgment.id),
-            func.sum(cast(scored, Integer)),
-            func.sum(cast(Judgment.status == "judge_unparseable", Integer)),
-            func.coalesce(func.sum(Judgment.cost_usd), 0.0),
-            func.coalesce(func.sum(Judgment.input_tokens), 0),
-            func.coalesce(func.sum(Judgment.output_tokens), 0),
-        )
-        .outerjoin(
-            Judgment, and_(Judgment.generation_id == Generation.id, Judgment.group_id == group.id)
-        )
-        .where(Generation.run_id == run_id)
-        .group_by(Generation.id)
-    )
-    outcomes = {}
-    for (
-        row_id, gen_id, gen_status, latency, tin, tout, cost,
-        mean, n_judged, n_scored, n_unparseable, jcost, jin, jout,
-    ) in session.execute(query):  # fmt: skip
-        if gen_status != "completed":
-            status, score = "generation_failed", None
-        elif n_scored:
-            status, score = "scored", float(mean)
-        elif n_judged < group.judge_samples:
-            status, score = "pending", None
-        elif n_unparseable:
-            status, score = "judge_unparseable", None
-        else:
-            status, score = "judge_failed", None
-        outcomes[row_id] = RowOutcome(
-            row_id, gen_id, status, score, latency, int(tin), int(tout), float(cost),
-            float(jcost), int(jin), int(jout),
-        )  # fmt: skip
-    return outcomes
-
-
-def summarize_run(
-    session: Session, group: RunGroup, run: Run, baseline: dict[int, RowOutcome] | None
-) -> RunSummary:
-    outcomes = row_outcomes(session, group, run.id)
-    version = session.get(RubricVersion, group.rubric_version_id)
-    assert version is not None
-    counts = dict.fromkeys(OUTCOMES, 0)
-    for outcome in outcomes.values():
-        counts[outcome.status] += 1
-    counts["pending"] += group.sample_size - len(outcomes)
-    scores = [o.score for o in outcomes.values() if o.score is not None]
-    latencies = sorted(o.latency_ms for o in outcomes.values() if o.latency_ms is not None)
-    summary = RunSummary(
-        run_id=run.id,
-        model=run.label,
-        role=run.role,
-        status=run.status,
-        total=group.sample_size,
-        **counts,
-        mean_score=statistics.fmean(scores) if scores else None,
-        median_score=statistics.median(scores) if scores else None,
-        distribution=distribution(scores, version.score_min, version.score_max),
-        latency_ms_p50=percentile(latencies, 50),
-        latency_ms_p90=percentile(latencies, 90),
-        input_tokens=sum(o.input_tokens for o in outcomes.values()),
-        output_tokens=sum(o.output_tokens for o in outcomes.values()),
-        cost_usd=sum(o.cost_usd for o in outcomes.values()),
-        judge_input_tokens=sum(o.judge_input_tokens for o in outcomes.values()),
-        judge_output_tokens=sum(o.judge_output_tokens for o in outcomes.values()),
-        judge_cost_usd=sum(o.judge_cost_usd for o in outcomes.values()),
-    )
-    if baseline is not None:
-        pairs = paired_scores(baseline, outcomes)
-        summary.paired_rows = len(pairs)
-        if pairs:
-            summary.mean_diff_vs_baseline = statistics.fmean(c - b for b, c in pairs.values())
-    return summary
-
-
-def paired_scores(
-    baseline: dict[int, RowOutcome], other: dict[int, RowOutcome]
-) -> dict[int, tuple[float, float]]:
-    """Row id -> (baseline score, other score), for the rows both arms scored."""
+    query = outcome_select(group.id, group.judge_samples, [run_id])
     return {
-        row_id: (b.score, o.score)
-        for row_id, b in baseline.items()
-        if b.score is not None and (o := other.get(row_id)) is not None and o.score is not None
+        line.row_id: RowOutcome(
+            line.row_id,
+            line.generation_id,
+            line.status,
+            None if line.score is None else float(line.score),
+            line.latency_ms,
+            int(line.input_tokens),
+            int(line.output_tokens),
+            float(line.cost_usd),
+            float(line.judge_cost_usd),
+            int(line.judge_input_tokens),
+            int(line.judge_output_tokens),
+        )
+        for line in session.execute(query)
+    }
+
+
+def check_stats(
+    session: Session, group: RunGroup, run_ids: list[int]
+) -> dict[int, list[CheckStat]]:
+    """Per run, pass counts of each deterministic check, in the version's order.
+
+    Check results are a JSON list per judgment, which SQLite and Postgres unpack differently;
+    so they are streamed (only the first judgment of each output, in batches) and counted
+    here, in memory proportional to the number of checks, not of rows.
+    """
+    version = session.get(RubricVersion, group.rubric_version_id)
+    if version is None or not version.checks or not run_ids:
+        return {}
+    order = [(c["name"], c["type"]) for c in version.checks]
+    passed: dict[int, Counter[str]] = defaultdict(Counter)
+    total: dict[int, Counter[str]] = defaultdict(Counter)
+    query = (
+        select(Generation.run_id, Judgment.checks)
+        .join(Judgment, Judgment.generation_id == Generation.id)
+        .where(
+            Generation.run_id.in_(run_ids),
+            Judgment.group_id == group.id,
+            Judgment.sample_index == 0,
+            Judgment.checks.is_not(None),
+        )
+        .execution_options(yield_per=2000)
+    )
+    for run_id, results in session.execute(query):
+        for result in results or []:
+            total[run_id][result["name"]] += 1
+            passed[run_id][result["name"]] += bool(result["passed"])
+    return {
+        run_id: [
+            CheckStat(name=name, type=kind, passed=passed[run_id][name], total=counts[name])
+            for name, kind in order
+        ]
+        for run_id, counts in total.items()
     }
 
 
@@ -186,12 +163,3 @@ def distribution(scores: list[float], score_min: int, score_max: int) -> list[Bu
         index = min(int((score - score_min) / span * 10), 9)
         buckets[index].count += 1
     return buckets
-
-
-def percentile(sorted_values: list[float], pct: float) -> float | None:
-    """Linear-interpolated percentile of already sorted values."""
-    if not sorted_values:
-        return None
-    rank = (len(sorted_values) - 1) * pct / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)

@@ -195,6 +195,8 @@ class RubricVersion(Base):
     score_min: Mapped[int] = mapped_column(Integer, default=1)
     score_max: Mapped[int] = mapped_column(Integer, default=10)
     checks: Mapped[list[Any] | None] = mapped_column(JSONType)  # deterministic checks
+    # How check results and the judge's score combine: {"mode": ..., "weight": ...}.
+    combine: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     origin: Mapped[str | None] = mapped_column(String(300))  # "template:correctness", file name
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -335,7 +337,11 @@ class Generation(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    __table_args__ = (UniqueConstraint("run_id", "row_id"), Index(None, "run_id", "status"))
+    __table_args__ = (
+        UniqueConstraint("run_id", "row_id"),
+        Index(None, "run_id", "status"),
+        Index(None, "run_id", "latency_ms"),  # latency percentiles read at their ranks
+    )
 
 
 class Judgment(Base):
@@ -353,6 +359,8 @@ class Judgment(Base):
     sample_index: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(30))  # scored | judge_failed | judge_unparseable
     score: Mapped[float | None] = mapped_column(Float)  # None unless status == scored
+    # The judge's own score; ``score`` is the final one, after the version's checks combine.
+    judge_score: Mapped[float | None] = mapped_column(Float)
     reasoning: Mapped[str | None] = mapped_column(Text)
     raw_output: Mapped[str | None] = mapped_column(Text)
     checks: Mapped[list[Any] | None] = mapped_column(JSONType)  # deterministic check results

@@ -185,13 +185,15 @@ _SUMMARY_COLUMNS = [_inf.c[name] for name in InferenceSummary.model_fields]
 
 
 def list_inferences(
-    store: Store, f: TrafficFilter | None = None, limit: int = DEFAULT_LIMIT
+    store: Store, f: TrafficFilter | None = None, limit: int = DEFAULT_LIMIT, offset: int = 0
 ) -> list[InferenceSummary]:
-    """The most recent inferences matching a filter, newest first."""
+    """The most recent inferences matching a filter, newest first (``offset`` pages on)."""
     if limit < 1:
         raise ValidationError(f"--limit must be at least 1, got {limit}")
+    if offset < 0:
+        raise ValidationError(f"--offset must be 0 or more, got {offset}")
     query = filtered(select(*_SUMMARY_COLUMNS), f or TrafficFilter())
-    query = query.order_by(_inf.c.started_at.desc(), _inf.c.id.desc()).limit(limit)
+    query = query.order_by(_inf.c.started_at.desc(), _inf.c.id.desc()).limit(limit).offset(offset)
     with store.engine.connect() as conn:
         return [InferenceSummary.model_validate(row._mapping) for row in conn.execute(query)]
 

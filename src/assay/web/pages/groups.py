@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from assay.engine.background import cancel_group, start_worker
+from assay.engine.background import cancel_group, group_status, start_worker
 from assay.engine.groups import get_group, list_groups
 from assay.engine.results import (
     GroupSummary,
@@ -104,9 +104,13 @@ def group_page(
     request: Request, group_id: int, store: StoreDep, filters: RowFilters = Depends(row_filters)
 ) -> HTMLResponse:
     summary = load_summary(store, group_id)
+    worker = group_status(store, group_id).worker
+    group = get_group(store, group_id)
     context = {
         "section": "groups",
-        "group": get_group(store, group_id),
+        "group": group,
+        "can_cancel": worker.alive and worker.on_this_host,
+        "can_resume": not worker.alive and group.status != "completed",
         **_live_context(summary),
         **_rows_context(store, group_id, filters),
         "outcomes": OUTCOMES,
@@ -118,7 +122,8 @@ def group_page(
 def group_live(request: Request, group_id: int, store: StoreDep) -> HTMLResponse:
     """The model cards and chart; polled every few seconds while the group runs. Once it
     stops, the whole page reloads once, to show the final status and the decision."""
-    context = {"group": get_group(store, group_id), **_live_context(load_summary(store, group_id))}
+    summary = load_summary(store, group_id)
+    context = {"group": get_group(store, group_id), "fragment": True, **_live_context(summary)}
     response = render(request, "_group_live.html", context)
     if not context["live"] and "hx-request" in request.headers:
         response.headers["HX-Refresh"] = "true"

@@ -1,19 +1,14 @@
 // Assay pages: the few behaviours that need a script. No inline scripts anywhere (the CSP
-// forbids them); data for charts arrives in <script type="application/json"> blocks.
+// forbids them); data for charts arrives as JSON in data attributes.
 "use strict";
 
 const PALETTE = ["#5135b5", "#3157d5", "#1a7f4b", "#c2342b", "#a15c00", "#0e7490", "#be185d"];
 
-function readJson(id) {
-  const node = document.getElementById(id);
-  return node ? JSON.parse(node.textContent) : null;
-}
-
-// <canvas data-distribution="ID-of-json-block">: every model's score distribution overlaid.
+// <canvas data-distribution='{"labels": [...], "series": [...]}'>: every model's score
+// distribution overlaid.
 function drawDistribution(canvas) {
   if (canvas.dataset.drawn || typeof Chart === "undefined") return;
-  const data = readJson(canvas.dataset.distribution);
-  if (!data) return;
+  const data = JSON.parse(canvas.dataset.distribution);
   canvas.dataset.drawn = "1";
   new Chart(canvas, {
     type: "bar",

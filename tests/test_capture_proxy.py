@@ -21,7 +21,6 @@ import httpx
 import openai
 import orjson
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from assay.capture import CaptureProxy, create_proxy, default_spool_path, replay_spool
@@ -30,6 +29,7 @@ from assay.providers.endpoints import add_model
 from assay.store import Store, open_store
 from assay.store.models import Inference, InferenceTag
 from support.fixtures import FakeLLMHandle
+from support.served import Served
 
 API_KEY = "sk-test-Zq81vXb3SECRETkey7731"
 SYSTEM = "You are a terse assistant for an online shop."
@@ -37,31 +37,6 @@ MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "
 
 
 # --- servers ---------------------------------------------------------------------------------
-
-
-class Served:
-    """An ASGI app served by uvicorn on a free loopback port, from a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, lifespan="on", log_level="error", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.005)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.sock.close()
 
 
 ANTHROPIC_EVENTS = [

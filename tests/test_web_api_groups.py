@@ -283,15 +283,17 @@ def test_compare_gate_and_baseline(finished: TestClient, tmp_path: Path) -> None
     assert inline.json()["decision"] == "PASS" and inline.json()["exit_code"] == 0
     assert inline.json()["policy_source"] == "inline"
 
-    policy_file = tmp_path / "gate.yaml"
+    # The API reads policy files only under ASSAY_HOME/policies (tests/test_web_auth.py).
+    policy_file = client.app.state.store.settings.home.resolve() / "policies" / "gate.yaml"
+    policy_file.parent.mkdir()
     policy_file.write_text("default:\n  min_paired_rows: 5\n  margin: 100\n")
-    from_file = client.post(f"{API}/groups/1/gate", json={"policy_path": str(policy_file)})
+    from_file = client.post(f"{API}/groups/1/gate", json={"policy_path": "gate.yaml"})
     assert from_file.status_code == 201 and from_file.json()["policy_source"] == str(policy_file)
 
     for body, status, expected in [
         ({"policy": {"default": {"margn": 1}}}, 422, "body.policy.default.margn"),
-        ({"policy": lenient, "policy_path": str(policy_file)}, 422, "not both"),
-        ({"policy_path": str(tmp_path / "missing.yaml")}, 422, "does not exist"),
+        ({"policy": lenient, "policy_path": "gate.yaml"}, 422, "not both"),
+        ({"policy_path": "missing.yaml"}, 422, "does not exist"),
         ({"resamples": 10}, 422, "body.resamples"),
         ({"against_baseline": True}, 404, "has no accepted baseline group"),
     ]:

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from assay.store import Store
 from assay.web import create_app
+from support.served import Served
 
 __all__ = ["browser", "chromium_path", "live_app", "page", "screenshot"]
 
@@ -36,39 +33,16 @@ def chromium_path() -> str | None:
     return None
 
 
-class LiveApp:
-    """The app on a free loopback port, served from a background thread."""
+class LiveApp(Served):
+    """The web app over ``store``, served on a free loopback port."""
 
     def __init__(self, store: Store) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._sock = sock
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(store), log_level="error", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="live-app"
-        )
-
-    def start(self) -> LiveApp:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the web app did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
+        super().__init__(create_app(store))
 
 
 @pytest.fixture
 def live_app(store: Store) -> Iterator[LiveApp]:
-    app = LiveApp(store).start()
+    app = LiveApp(store)
     try:
         yield app
     finally:

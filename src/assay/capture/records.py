@@ -126,7 +126,8 @@ def prompt_hash(request: dict[str, Any] | None) -> str | None:
     if not request:
         return None
     parts: list[str] = []
-    for message in request.get("messages") or []:
+    messages = request.get("messages")
+    for message in messages if isinstance(messages, list) else []:
         if isinstance(message, dict) and message.get("role") in ("system", "developer"):
             parts.append(_text(message.get("content")))
     if request.get("system"):  # Anthropic

@@ -57,6 +57,7 @@ def _register() -> None:
     from assay.cli import (
         dataset,
         dataset_traffic,
+        demo,
         evals,
         gate,
         model,
@@ -64,6 +65,7 @@ def _register() -> None:
         rubric,
         run,
         serve,
+        token,
         traffic,
     )
 
@@ -77,7 +79,9 @@ def _register() -> None:
     app.command("gate")(gate.gate)
     app.command("proxy")(proxy.proxy)
     app.command("serve")(serve.serve)
+    app.add_typer(token.app, name="token")
     app.add_typer(traffic.app, name="traffic")
+    app.command("demo")(demo.demo)
 
 
 _register()

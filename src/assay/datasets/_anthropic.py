@@ -39,6 +39,8 @@ _OPENAI_ONLY_ROLES = frozenset({"system", "developer", "tool"})
 def is_anthropic_block(part: dict[str, Any]) -> bool:
     """A content block only the Anthropic API uses (an OpenAI message never contains one)."""
     kind = part.get("type")
+    if not isinstance(kind, str):  # a list or object here is invalid, and unhashable
+        return False
     return kind in ANTHROPIC_ONLY_BLOCKS or (kind in ("image", "document") and "source" in part)
 
 
@@ -58,7 +60,8 @@ def uses_anthropic(request: dict[str, Any], response: dict[str, Any] | None) -> 
             anthropic.append("response.content blocks")
     if "system" in request:
         anthropic.append("top-level 'system'")
-    for tool in request.get("tools") or []:
+    tools = request.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
         if isinstance(tool, dict) and "input_schema" in tool:
             anthropic.append("tools with input_schema")
             break
@@ -69,7 +72,8 @@ def uses_anthropic(request: dict[str, Any], response: dict[str, Any] | None) -> 
     for message in messages if isinstance(messages, list) else []:
         if not isinstance(message, dict):
             continue
-        if message.get("role") in _OPENAI_ONLY_ROLES or message.get("tool_calls"):
+        role = message.get("role")
+        if (isinstance(role, str) and role in _OPENAI_ONLY_ROLES) or message.get("tool_calls"):
             openai.append(
                 f"role {message.get('role')!r}" if not message.get("tool_calls") else "tool_calls"
             )
@@ -197,6 +201,8 @@ def _parts(blocks: list[Any], where: str, role: str) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for j, block in enumerate(blocks):
         kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(kind, str):
+            kind = None  # a list or object is no type (and cannot be looked up in a set)
         if kind == "text":
             if not isinstance(block.get("text"), str):
                 raise ValueError(f"{where}[{j}].text: expected a string")

@@ -40,6 +40,9 @@ CHAT_KEYS = frozenset({"messages", "tools", "metadata", "params", "reference"})
 SOURCE_KEYS = frozenset({"request", "response", "metadata"})
 # Params are request settings; these never are, so an exported row re-imports the same way.
 RESERVED_PARAMS = frozenset({"messages", "tools", "system"})
+# Deeper JSON cannot be stored (orjson writes at most 255 levels) nor walked by the recursive
+# code that reads rows back (transcripts, hashing); real conversations nest a dozen levels.
+MAX_DEPTH = 100
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -87,6 +90,12 @@ def load_line(raw: bytes | str) -> dict[str, Any]:
         raise LineError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(obj, dict):
         raise LineError(f"expected a JSON object, got {_kind(obj)}")
+    if isinstance(raw, bytes):
+        brackets = raw.count(b"[") + raw.count(b"{")
+    else:
+        brackets = raw.count("[") + raw.count("{")
+    if brackets > MAX_DEPTH and _too_deep(obj):  # counting is cheap: most lines skip the walk
+        raise LineError(f"nested more than {MAX_DEPTH} levels deep")
     nul = b"\\u0000" if isinstance(raw, bytes) else "\\u0000"
     if nul in raw and _has_nul(obj):  # type: ignore[operator]
         raise LineError("contains a NUL character (\\u0000), which the database cannot store")
@@ -384,6 +393,20 @@ def _normalize_call(call: Any) -> Any:
         except orjson.JSONDecodeError:
             arguments = " ".join(arguments.split())
     return {"name": fn.get("name"), "arguments": arguments}
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether a decoded value nests more than ``MAX_DEPTH`` levels (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _has_nul(value: Any) -> bool:

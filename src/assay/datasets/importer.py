@@ -129,7 +129,18 @@ def _check_name(name: str) -> str:
         raise ValidationError("a dataset needs a name (--name)")
     if len(name) > MAX_NAME_LENGTH:
         raise ValidationError(f"dataset name is too long ({len(name)} > {MAX_NAME_LENGTH})")
+    if "\x00" in name or _has_surrogate(name):
+        raise ValidationError("a dataset name cannot contain a NUL character or a lone surrogate")
     return name
+
+
+def _has_surrogate(text: str) -> bool:
+    """Lone surrogates (from JSON escapes) cannot be encoded, so no database can store them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _check_file(path: Path) -> int:

@@ -208,9 +208,12 @@ def _rows_to_settle(c: CandidateComparison, threshold: float) -> int | None:
     distance = abs(d.mean_diff - threshold)
     if distance == 0:
         return None
-    return power.rows_needed_noninferiority(
-        d.sd_diff, 0.0, distance, alpha=round(1 - d.ci_level, 12)
-    )
+    try:
+        return power.rows_needed_noninferiority(
+            d.sd_diff, 0.0, distance, alpha=round(1 - d.ci_level, 12)
+        )
+    except ValueError:  # overflow: a distance vast against the noise (a huge margin, a
+        return None  # float-dust sd); no row count to report, and no reason to fail the gate
 
 
 def _sample_size_for(paired_rows: int, c: CandidateComparison, group: GroupHeader) -> int:

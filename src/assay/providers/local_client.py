@@ -117,6 +117,11 @@ def to_llama_request(
     request["messages"] = to_llama_messages(messages, fold_system=fold_system)
     if tools:
         request["tools"] = tools
+        # llama.cpp forces a call (by a grammar) only for a named function; with one tool,
+        # OpenAI's "required" means exactly that.
+        if request.get("tool_choice") == "required" and len(tools) == 1:
+            name = (tools[0].get("function") or {}).get("name")
+            request["tool_choice"] = {"type": "function", "function": {"name": name}}
     else:
         request.pop("tool_choice", None)
     response_format = params.get("response_format")

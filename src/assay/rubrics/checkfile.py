@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from pathlib import PurePath
 from typing import Any
@@ -33,6 +34,10 @@ from assay.rubrics.checkspecs import (
 
 MAX_CHECKS = 50
 MAX_NAME_CHARS = 100
+# A checks file is small. These bound hostile ones: YAML aliases that expand a few lines into
+# millions of values, and nesting deep enough to exhaust the recursion of the readers.
+MAX_VALUES = 100_000
+MAX_DEPTH = 100
 
 
 def parse_checks_text(text: str, source: str) -> ChecksSpec:
@@ -41,6 +46,8 @@ def parse_checks_text(text: str, source: str) -> ChecksSpec:
     if suffix == ".json":
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise _too_deep(f"checks file {source}") from None
         except json.JSONDecodeError as exc:
             raise ValidationError(
                 f"checks file {source}: invalid JSON at line {exc.lineno} column {exc.colno}: "
@@ -57,6 +64,10 @@ def parse_checks_text(text: str, source: str) -> ChecksSpec:
             ) from exc
         except yaml.YAMLError as exc:
             raise ValidationError(f"checks file {source}: invalid YAML: {exc}") from exc
+        except ValueError as exc:  # PyYAML's own: a scalar such as 0x_ or 2020-99-99
+            raise ValidationError(f"checks file {source}: invalid YAML value: {exc}") from exc
+        except RecursionError:
+            raise _too_deep(f"checks file {source}") from None
     else:
         raise ValidationError(
             f"checks file {source}: unknown file type {suffix or '(none)'!r}; use a .yaml, .yml "
@@ -71,6 +82,7 @@ def parse_checks(data: Any, source: str = "checks") -> ChecksSpec:
     Raises ``ValidationError`` naming the check (``checks[2] (regex)``) and the field, with
     what was expected, for the first problem found.
     """
+    _check_values(data, source)
     if isinstance(data, list):
         data = {"checks": data}
     if not isinstance(data, dict):
@@ -78,7 +90,7 @@ def parse_checks(data: Any, source: str = "checks") -> ChecksSpec:
             f'{source}: expected an object {{"checks": [...], "combine": {{...}}}}, not '
             f"{_kind(data)}"
         )
-    unknown = sorted(set(data) - {"checks", "combine"})
+    unknown = sorted(set(data) - {"checks", "combine"}, key=str)
     if unknown:
         raise ValidationError(
             f"{source}: unknown top-level key {unknown[0]!r}; expected 'checks' and 'combine'"
@@ -99,7 +111,7 @@ def _parse_check(raw: Any, index: int, source: str) -> BaseCheck:
     if not isinstance(raw, dict):
         raise ValidationError(f"{where}: expected an object with a 'type', not {_kind(raw)}")
     kind = raw.get("type")
-    if kind not in CHECK_MODELS:
+    if not isinstance(kind, str) or kind not in CHECK_MODELS:
         close = difflib.get_close_matches(str(kind), CHECK_TYPES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         what = "has no 'type'" if kind is None else f"has unknown type {kind!r}{hint}"
@@ -126,12 +138,16 @@ def _check_semantics(check: BaseCheck) -> None:
         field = "must_match" if check.must_match is not None else "must_not_match"
         try:
             re.compile(check.pattern, check.re_flags)
-        except re.error as exc:
-            raise ValueError(f"field '{field}': invalid regular expression: {exc}") from None
+        except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}, (((...)))
+            reason = exc if isinstance(exc, re.error) else "too large or nested too deeply"
+            raise ValueError(f"field '{field}': invalid regular expression: {reason}") from None
     elif isinstance(check, JsonSchemaCheck):
         from jsonschema.exceptions import SchemaError
         from jsonschema.validators import validator_for
 
+        dialect = check.json_schema.get("$schema")
+        if dialect is not None and not isinstance(dialect, str):
+            raise ValueError("field 'schema': '$schema' must be a string (a dialect URI)")
         try:
             validator_for(check.json_schema).check_schema(check.json_schema)
         except SchemaError as exc:
@@ -153,6 +169,63 @@ def _check_semantics(check: BaseCheck) -> None:
     matching = isinstance(check, ExactMatchCheck | NormalizedMatchCheck | ToolCallMatchCheck)
     if matching and check.metadata_key is not None and not check.metadata_key.strip():
         raise ValueError("'metadata_key' must not be empty")
+
+
+def _too_deep(source: str) -> ValidationError:
+    return ValidationError(f"{source}: nested more than {MAX_DEPTH} levels deep")
+
+
+def _check_values(data: Any, source: str) -> None:
+    """Refuse what no check needs and no database can store, walking without recursion:
+    too many values (YAML aliases), deep nesting, keys that are not strings, NUL characters
+    and lone surrogates."""
+    stack, seen = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ValidationError(
+                f"{source}: more than {MAX_VALUES:,} values (YAML aliases that expand?); "
+                "a checks file lists a few checks"
+            )
+        if isinstance(value, str):
+            if "\x00" in value or not _encodable(value):
+                raise ValidationError(
+                    f"{source}: {_clip(repr(value))} contains a NUL character or a lone "
+                    "surrogate, which cannot be stored"
+                )
+        elif isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                raise _too_deep(source)
+            if isinstance(value, dict):
+                for key in value:
+                    if not isinstance(key, str):
+                        raise ValidationError(
+                            f"{source}: the key {_clip(repr(key))} is not a string; quote it "
+                            f"({json.dumps(str(key))})"
+                        )
+                stack.extend((item, depth + 1) for item in (*value, *value.values()))
+            else:
+                stack.extend((item, depth + 1) for item in value)
+        elif not _json_scalar(value):  # YAML dates, sets, binary, .nan: JSON cannot store them
+            raise ValidationError(
+                f"{source}: {_clip(repr(value))} is not a JSON value (a string, a finite "
+                "number, true/false, null, a list or an object)"
+            )
+
+
+def _json_scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, bool | int)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _name_checks(checks: list[BaseCheck], source: str) -> list[BaseCheck]:

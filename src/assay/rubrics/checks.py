@@ -47,7 +47,8 @@ from assay.rubrics.checkspecs import (
 )
 
 NO_REFERENCE = "no reference response"
-_FENCE = re.compile(r"\A```[ \t]*(?:json)?[ \t]*\n(.*?)\n?```\Z", re.DOTALL | re.IGNORECASE)
+# Possessive: two [ \t]* around an optional word backtrack quadratically on a run of spaces.
+_FENCE = re.compile(r"\A```[ \t]*+(?:json)?[ \t]*+\n(.*?)\n?```\Z", re.DOTALL | re.IGNORECASE)
 
 
 class CheckResult(BaseModel):
@@ -164,7 +165,14 @@ def run_checks(
     Never raises: a check that cannot run on this output (a schema ``$ref`` that does not
     resolve, JSON nested too deep) fails with the reason, like any other failed check.
     """
-    text = message_text(output)
+    try:
+        text = message_text(output)
+    except RecursionError:  # content nested thousands of levels deep: every check fails
+        detail = "the check could not run: the output is nested too deeply to read"
+        return [
+            CheckResult(name=check.name, type=check.type, passed=False, detail=detail)
+            for check in spec.checks
+        ]
     message = {"role": "assistant", "content": output} if isinstance(output, str) else output
     results = []
     for check in spec.checks:

@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from assay.errors import TemplateError
 from assay.rubrics.render import render_template
 from assay.rubrics.transcript import RESPONSE_END, RESPONSE_START, template_variables
 
@@ -98,9 +99,14 @@ def build_judge_prompt(
     ``reference`` is the row's reference assistant message, or None. Raises ``TemplateError``
     if the template fails on this row (a metadata key it lacks, say).
     """
-    variables = template_variables(
-        context_messages, reference, response, metadata, version.score_min, version.score_max
-    )
+    try:
+        variables = template_variables(
+            context_messages, reference, response, metadata, version.score_min, version.score_max
+        )
+    except RecursionError:  # a value nested thousands of levels deep, shown as text
+        raise TemplateError(
+            "the response under test or the row is nested too deeply to show the judge"
+        ) from None
     return JudgePrompt(
         system=system_prompt(version.score_min, version.score_max),
         user=render_template(version.template, variables),
@@ -135,11 +141,13 @@ def judge_output_schema(score_min: int, score_max: int) -> dict[str, Any]:
 
 # --- parsing ---------------------------------------------------------------------------------
 
-_FENCE = re.compile(r"```[ \t]*(?:json)?\s*(.*?)\s*```", re.DOTALL | re.IGNORECASE)
+# Possessive quantifiers and no lazy group between two \s*: a reply of spaces after ``` must not
+# backtrack for minutes (it did, cubically). The body is stripped by _from_json.
+_FENCE = re.compile(r"```[ \t]*+(?:json)?(.*)```", re.DOTALL | re.IGNORECASE)
 _SCORE_LINE = re.compile(
     r"score\s*:\s*(?P<number>[-+]?\d+(?:\.\d+)?)(?:\s*/\s*(?P<out_of>\d+))?", re.IGNORECASE
 )
-_REASONING_LABEL = re.compile(r"^\**\s*reasoning\s*\**\s*:\s*\**", re.IGNORECASE)
+_REASONING_LABEL = re.compile(r"^\**+\s*+reasoning\s*+\**+\s*+:\s*+\**+", re.IGNORECASE)
 _ONE_DECIMAL = Decimal("0.1")
 
 
@@ -163,6 +171,8 @@ def parse_judge_output(text: str | None, score_min: int, score_max: int) -> Judg
         return _from_text(stripped, score_min, score_max)
     except _Unparseable as exc:
         return JudgeParse(ok=False, error=str(exc))
+    except RecursionError:  # JSON nested thousands of levels deep
+        return JudgeParse(ok=False, error="the judge reply is nested too deeply to read")
 
 
 def _reject_constant(name: str) -> Any:
@@ -197,6 +207,8 @@ def _from_json(body: str, score_min: int, score_max: int) -> JudgeParse:
         ) from exc
     except ValueError as exc:  # e.g. an integer with thousands of digits
         raise _Unparseable(f"invalid JSON: {exc}") from exc
+    except InvalidOperation as exc:  # a number like 1e99999999999999999999: no Decimal holds it
+        raise _Unparseable("invalid JSON: a number with an exponent out of range") from exc
     rest = body[end:].strip()
     if rest.startswith("{"):
         raise _Unparseable("the reply holds more than one JSON object; expected exactly one")
@@ -231,9 +243,11 @@ def _from_text(text: str, score_min: int, score_max: int) -> JudgeParse:
         if _SCORE_LINE.fullmatch(line.replace("*", "").strip()):
             raise _Unparseable(f"the reply has more than one 'Score:' line ({line.strip()!r})")
     out_of = match.group("out_of")
-    if out_of is not None and int(out_of) != score_max:
+    # Compared as text: int() refuses more than 4,300 digits.
+    if out_of is not None and out_of.lstrip("0") != str(score_max):
         raise _Unparseable(
-            f"the score is given out of {out_of}, but the rubric's range is {score_min}-{score_max}"
+            f"the score is given out of {_clip(out_of)}, but the rubric's range is "
+            f"{score_min}-{score_max}"
         )
     reasoning = _REASONING_LABEL.sub("", "\n".join(lines[:-1]).strip()).strip()
     if not reasoning:
@@ -259,7 +273,8 @@ def _check_score(value: Decimal, score_min: int, score_max: int) -> float:
 
 
 def _plain(value: Decimal) -> str:
-    return format(value, "f")
+    # "f" would write 1e999999999 out as a billion digits; such a number keeps its exponent.
+    return _clip(format(value, "f") if abs(value.adjusted()) < 50 else str(value))
 
 
 def _describe(value: Any) -> str:

@@ -19,23 +19,18 @@ Variables a template can use (any other top-level name is rejected when the rubr
   ``score_bands(descriptions)``, which spreads band descriptions (best first) evenly over the
   score range and returns ``(scores, description)`` pairs such as ``("9-10", "...")``.
 
-Limits keep a runaway template from hanging a run: ``range()`` yields at most ``MAX_RANGE``
-items, all loops together at most ``MAX_LOOP_ITERATIONS`` iterations, the output at most
-``MAX_OUTPUT_CHARS`` characters, a render at most ``MAX_RENDER_SECONDS``; ``*``, ``**`` and
-``%`` refuse to build huge strings or numbers. Templates are written by the team, so these
+Limits (``limits.py``) keep a runaway template from hanging a run or exhausting memory:
+loops, calls and time are bounded, and no operation may build a string or list longer than
+``MAX_OUTPUT_CHARS``, checked before it is built. Templates are written by the team, so these
 bound mistakes, while the sandbox stops any attempt to reach Python internals.
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import math
-import re
-import string
-import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jinja2 import StrictUndefined, nodes, pass_context
@@ -45,8 +40,39 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Cycler, Joiner, Namespace
+from markupsafe import Markup
 
 from assay.errors import TemplateError
+from assay.rubrics import limits
+from assay.rubrics.limits import (
+    BUDGET,
+    MAX_FORMAT_WIDTH,
+    MAX_INT_BITS,
+    MAX_LOOP_ITERATIONS,
+    MAX_OUTPUT_CHARS,
+    MAX_RANGE,
+    MAX_RENDER_SECONDS,
+    Budget,
+    RenderLimitExceeded,
+)
+
+__all__ = [
+    "HELPERS",
+    "MAX_FORMAT_WIDTH",
+    "MAX_INT_BITS",
+    "MAX_LOOP_ITERATIONS",
+    "MAX_OUTPUT_CHARS",
+    "MAX_RANGE",
+    "MAX_RENDER_SECONDS",
+    "SANDBOX",
+    "TEMPLATE_VARIABLES",
+    "RenderLimitExceeded",
+    "compile_checked",
+    "compile_template",
+    "render_template",
+    "score_bands",
+    "syntax_message",
+]
 
 TEMPLATE_VARIABLES = (
     "conversation_context",
@@ -57,61 +83,6 @@ TEMPLATE_VARIABLES = (
     "score_max",
 )
 HELPERS = ("range", "dict", "namespace", "cycler", "joiner", "score_bands")
-
-MAX_OUTPUT_CHARS = 1_000_000
-MAX_RANGE = 10_000
-MAX_LOOP_ITERATIONS = 100_000
-MAX_RENDER_SECONDS = 5.0
-MAX_INT_BITS = 4096
-MAX_FORMAT_WIDTH = 10_000
-
-_PERCENT_WIDTH = re.compile(r"%[-#0 +]*(\d+)")
-_SPEC_NUMBER = re.compile(r"\d+")
-
-
-class RenderLimitExceeded(Exception):
-    """Raised inside a render when a runaway bound is hit; reported as a TemplateError."""
-
-
-class _Budget:
-    """Per-render counters, reached through a context variable (safe for threads and tasks)."""
-
-    def __init__(self) -> None:
-        self.iterations = 0
-        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
-
-    def tick(self) -> None:
-        self.iterations += 1
-        if self.iterations > MAX_LOOP_ITERATIONS:
-            raise RenderLimitExceeded(
-                f"the template's loops ran more than {MAX_LOOP_ITERATIONS} iterations"
-            )
-        if self.iterations % 1024 == 0:
-            self.check_time()
-
-    def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise RenderLimitExceeded(f"rendering took longer than {MAX_RENDER_SECONDS:g} s")
-
-
-_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
-
-
-def _bounded_range(*args: int) -> range:
-    rng = range(*args)
-    if len(rng) > MAX_RANGE:
-        raise RenderLimitExceeded(
-            f"range() of {len(rng)} items exceeds the limit of {MAX_RANGE} in a rubric template"
-        )
-    return rng
-
-
-def _loop_guard(iterable: Iterable[Any]) -> Iterator[Any]:
-    budget = _BUDGET.get()
-    for item in iterable:
-        if budget is not None:
-            budget.tick()
-        yield item
 
 
 @pass_context
@@ -145,23 +116,11 @@ def score_bands(context: Context, descriptions: Sequence[str]) -> list[tuple[str
     return bands
 
 
-def _check_format_widths(fmt: str) -> None:
-    for match in _PERCENT_WIDTH.finditer(fmt):
-        if int(match.group(1)) > MAX_FORMAT_WIDTH:
-            raise RenderLimitExceeded(f"a format width of {match.group(1)} is too large")
-
-
-def _check_str_format(fmt: str) -> None:
-    for _literal, _field, spec, _conv in string.Formatter().parse(fmt):
-        for number in _SPEC_NUMBER.findall(spec or ""):
-            if int(number) > MAX_FORMAT_WIDTH:
-                raise RenderLimitExceeded(f"a format width of {number} is too large")
-
-
 class _RubricEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox plus the runaway bounds described in the module docstring."""
+    """The sandbox plus the runaway bounds of ``limits.py``."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = limits.BoundedCodeGenerator
 
     def __init__(self) -> None:
         super().__init__(
@@ -169,33 +128,49 @@ class _RubricEnvironment(ImmutableSandboxedEnvironment):
         )
         self.globals.clear()
         self.globals.update(
-            range=_bounded_range,
+            range=limits.bounded_range,
             dict=dict,
             namespace=Namespace,
             cycler=Cycler,
             joiner=Joiner,
             score_bands=score_bands,
         )
-        base_format = self.filters["format"]
-
-        def bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
-            _check_format_widths(str(value))
-            return base_format(value, *args, **kwargs)
-
-        self.filters["format"] = bounded_format
-        for name in ("center", "indent"):
-            self.filters[name] = _bounded_width_filter(self.filters[name])
-        self.assay_loop_guard = _loop_guard
+        limits.bound_filters(self.filters)
+        self.assay_loop_guard = limits.loop_guard
+        self.assay_buffer = limits.BoundedBuffer
+        self.assay_concat = limits.bounded_concat
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        _check_binop(operator, left, right)
+        limits.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        budget = BUDGET.get()
+        if budget is not None:
+            budget.call()
+        args = limits.check_call(obj, args, kwargs)
+        return super().call(context, obj, *args, **kwargs)
+
     def wrap_str_format(self, value: Any) -> Any:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            _check_str_format(value.__self__)
-        return wrapped
+        """The sandbox's ``str.format`` / ``format_map``, with every field bounded."""
+        if super().wrap_str_format(value) is None:
+            return None
+        fmt = value.__self__
+        is_format_map = value.__name__ == "format_map"
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one mapping argument")
+                args, kwargs = (), args[0]
+            formatter = (
+                limits.BoundedEscapeFormatter(self, escape=fmt.escape)
+                if isinstance(fmt, Markup)
+                else limits.BoundedFormatter(self)
+            )
+            return type(fmt)(formatter.vformat(fmt, args, kwargs))
+
+        return functools.update_wrapper(bounded, value)
 
     def _generate(self, source: nodes.Template, *args: Any, **kwargs: Any) -> str:
         # Every for-loop iterates through the guard, which counts iterations for this render.
@@ -204,34 +179,6 @@ class _RubricEnvironment(ImmutableSandboxedEnvironment):
             call = nodes.Call(guard, [loop.iter], [], None, None, lineno=loop.lineno)
             loop.iter = call.set_environment(self)
         return super()._generate(source, *args, **kwargs)
-
-
-def _check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse ``*``, ``**`` and ``%`` results that would be huge before building them."""
-    both_ints = isinstance(left, int) and isinstance(right, int)
-    if operator == "*" and both_ints:
-        too_big = left.bit_length() + right.bit_length() > MAX_INT_BITS
-    elif operator == "*":
-        seq, times = (left, right) if isinstance(right, int) else (right, left)
-        sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
-        too_big = sized and len(seq) * times > MAX_OUTPUT_CHARS
-    elif operator == "**":
-        too_big = both_ints and abs(left) > 1 and right > MAX_INT_BITS / math.log2(abs(left))
-    else:
-        too_big = False
-        if isinstance(left, str):
-            _check_format_widths(left)
-    if too_big:
-        raise RenderLimitExceeded(f"the result of {operator!r} here would be too large")
-
-
-def _bounded_width_filter(base: Any) -> Any:
-    def bounded(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(width, int) and width > MAX_FORMAT_WIDTH:
-            raise RenderLimitExceeded(f"a width of {width} is too large")
-        return base(value, width, *args, **kwargs)
-
-    return bounded
 
 
 SANDBOX = _RubricEnvironment()
@@ -244,6 +191,21 @@ SANDBOX = _RubricEnvironment()
 def compile_template(text: str) -> Any:
     """Compile once per distinct template: a run renders the same version for every row."""
     return SANDBOX.from_string(text)
+
+
+def compile_checked(text: str) -> Any:
+    """Compile, turning every way a template can fail to compile into a TemplateError."""
+    try:
+        return compile_template(text)
+    except JinjaSyntaxError as exc:
+        raise TemplateError(syntax_message(exc, text)) from exc
+    except (RecursionError, SyntaxError, MemoryError) as exc:
+        # Jinja's parser and Python's compiler recurse: expressions or blocks nested hundreds
+        # deep fail here (Python also refuses more than 20 nested loops, or 100 indents).
+        raise TemplateError(
+            "the template is nested too deeply to compile (parentheses, lists, loops or "
+            "blocks inside each other hundreds of levels deep); flatten it"
+        ) from exc
 
 
 def syntax_message(exc: JinjaSyntaxError, text: str) -> str:
@@ -265,12 +227,9 @@ def _template_line(exc: BaseException) -> int | None:
 
 def render_template(text: str, variables: Mapping[str, Any]) -> str:
     """Render a template in the sandbox with the runaway bounds; errors become TemplateError."""
-    try:
-        template = compile_template(text)
-    except JinjaSyntaxError as exc:
-        raise TemplateError(syntax_message(exc, text)) from exc
-    budget = _Budget()
-    token = _BUDGET.set(budget)
+    template = compile_checked(text)
+    budget = Budget()
+    token = BUDGET.set(budget)
     chunks: list[str] = []
     size = 0
     try:
@@ -287,7 +246,7 @@ def render_template(text: str, variables: Mapping[str, Any]) -> str:
     except Exception as exc:
         raise TemplateError(_render_message(exc, variables)) from exc
     finally:
-        _BUDGET.reset(token)
+        BUDGET.reset(token)
     return "".join(chunks)
 
 

@@ -18,8 +18,10 @@ RESPONSE_START = "<<<RESPONSE_UNDER_TEST>>>"
 RESPONSE_END = "<<<END_RESPONSE_UNDER_TEST>>>"
 
 # Lenient on purpose: case, spacing, a slash or missing brackets could still fool a judge.
+# Linear time on hostile text: a match starts only at the first "<" of a run, and possessive
+# quantifiers never give back what they took (a run of "<" or spaces was quadratic).
 _DELIMITER_LIKE = re.compile(
-    r"<+\s*/?\s*(?:END[\s_-]*)?RESPONSE[\s_-]*UNDER[\s_-]*TEST\s*>*", re.IGNORECASE
+    r"(?<!<)<++\s*+/?\s*+(?:END[\s_-]*+)?RESPONSE[\s_-]*+UNDER[\s_-]*+TEST\s*+>*+", re.IGNORECASE
 )
 
 
@@ -37,7 +39,10 @@ def delimit_response(response: str | Mapping[str, Any] | None) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=False, default=str)
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=False, default=str)
+    except RecursionError:
+        return "(a value nested too deeply to show)"
 
 
 def _content_text(content: Any) -> str:
@@ -74,8 +79,8 @@ def _tool_call(call: Any) -> str:
     function = call.get("function") if isinstance(call.get("function"), dict) else call
     arguments = function.get("arguments")
     if isinstance(arguments, str):
-        # Invalid JSON arguments are shown as the string the model produced.
-        with contextlib.suppress(ValueError):
+        # Invalid (or absurdly nested) JSON arguments are shown as the string the model produced.
+        with contextlib.suppress(ValueError, RecursionError):
             arguments = json.loads(arguments)
     shown: dict[str, Any] = {}
     if call.get("id") is not None:
@@ -134,8 +139,8 @@ def format_reference(reference: Mapping[str, Any] | None) -> str:
 def _neutralise_values(value: Any) -> Any:
     if isinstance(value, str):
         return neutralise_delimiters(value)
-    if isinstance(value, dict):
-        return {key: _neutralise_values(item) for key, item in value.items()}
+    if isinstance(value, dict):  # keys too: a template may print them ({% for k, v in ... %})
+        return {_neutralise_values(key): _neutralise_values(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_neutralise_values(item) for item in value]
     return value

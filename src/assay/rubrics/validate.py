@@ -22,7 +22,7 @@ from assay.rubrics.render import (
     SANDBOX,
     TEMPLATE_VARIABLES,
     RenderLimitExceeded,
-    compile_template,
+    compile_checked,
     render_template,
     syntax_message,
 )
@@ -65,13 +65,15 @@ def validate_template(text: str) -> list[str]:
                 f"line {line}: the template contains {delimiter}, which is reserved to mark "
                 "the response under test; {{ eval_model_response }} adds the delimiters itself"
             )
+    compile_checked(text)  # syntax errors, and templates nested too deeply to compile
     try:
-        compile_template(text)
         ast = SANDBOX.parse(text)
+        _static_checks(ast)
+        used = find_undeclared_variables(ast)
     except JinjaSyntaxError as exc:
         raise TemplateError(syntax_message(exc, text)) from exc
-    _static_checks(ast)
-    used = find_undeclared_variables(ast)
+    except RecursionError as exc:  # the walks over the syntax tree recurse too
+        raise TemplateError("the template is nested too deeply to check; flatten it") from exc
     unknown = sorted(used - set(TEMPLATE_VARIABLES) - set(HELPERS))
     if unknown:
         raise TemplateError(_unknown_message(unknown, ast))
@@ -131,6 +133,9 @@ def _static_checks(ast: nodes.Template) -> None:
         is_format = node.attr in ("format", "format_map") and isinstance(receiver, str)
         if is_format and _UNSAFE_FORMAT_FIELD.search(receiver):
             raise _sandbox_error(node.lineno, f"a format field in {receiver!r}")
+    for node in ast.find_all(nodes.NSRef):  # {% set ns.__class__ = ... %}: inert, but named
+        if _is_unsafe_name(node.attr):
+            raise _sandbox_error(node.lineno, f".{node.attr}")
     for node in ast.find_all(nodes.Getitem):
         key = node.arg.value if isinstance(node.arg, nodes.Const) else None
         if isinstance(key, str) and _is_unsafe_name(key):
@@ -143,10 +148,29 @@ def _static_checks(ast: nodes.Template) -> None:
         )
         if node.name not in known:
             raise TemplateError(f"line {node.lineno}: unknown {kind} {node.name!r}")
-        if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
-            value = node.args[0].value
-            if isinstance(value, str) and _is_unsafe_name(value):
-                raise _sandbox_error(node.lineno, f"attr({value!r})")
+        for value in _attribute_arguments(node):
+            if any(_is_unsafe_name(part) for part in value.split(".")):
+                raise _sandbox_error(node.lineno, f"{node.name}({value!r})")
+
+
+# Filters and tests that look an attribute up by name (a dotted path): the position of that
+# argument, or None when only the ``attribute=`` keyword names one (map's first argument is a
+# filter name). The sandbox hands back an undefined value for an internal one; this names it.
+_ATTRIBUTE_FILTERS: dict[str, int | None] = {
+    "attr": 0, "map": None, "selectattr": 0, "rejectattr": 0, "groupby": 0, "sort": 2,
+    "sum": 0, "join": 1, "unique": 1, "min": 1, "max": 1,
+}  # fmt: skip
+
+
+def _attribute_arguments(node: nodes.Filter | nodes.Test) -> list[str]:
+    if node.name not in _ATTRIBUTE_FILTERS:
+        return []
+    position = _ATTRIBUTE_FILTERS[node.name]
+    found = [node.args[position]] if position is not None and len(node.args) > position else []
+    found += [kwarg.value for kwarg in node.kwargs if kwarg.key == "attribute"]
+    return [
+        arg.value for arg in found if isinstance(arg, nodes.Const) and isinstance(arg.value, str)
+    ]
 
 
 def _sandbox_error(lineno: int | None, what: str) -> TemplateError:
@@ -179,5 +203,6 @@ def _trial_render(text: str) -> None:
     try:
         render_template(text, sample)
     except TemplateError as exc:
-        if isinstance(exc.__cause__, SecurityError | RenderLimitExceeded | RecursionError):
+        runaway = SecurityError | RenderLimitExceeded | RecursionError | MemoryError
+        if isinstance(exc.__cause__, runaway):
             raise

@@ -419,3 +419,21 @@ class Verdict(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (Index(None, "group_id", "created_at"),)
+
+
+# --- access ----------------------------------------------------------------------------------
+
+
+class ApiToken(Base):
+    """A credential for the web app and its API. Only the SHA-256 of the token is kept: the
+    plaintext is shown once, at creation, and cannot be read back from here."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(8), index=True)  # shown in lists, finds the row
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

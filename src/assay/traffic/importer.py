@@ -174,9 +174,9 @@ class _Run:
             insert(_inf).returning(_inf.c.id, _inf.c.uid), list(fresh.values())
         ).all()
         tags = [
-            {"inference_id": id_, "key": str(key)[:200], "value": _tag_value(value)}
+            {"inference_id": id_, "key": key, "value": value}
             for id_, uid in ids
-            for key, value in fresh[uid]["metadata"].items()
+            for key, value in _tags_of(fresh[uid]["metadata"]).items()
         ]
         if tags:
             conn.execute(insert(_tags), tags)
@@ -189,6 +189,11 @@ class _Run:
         rest = self.skipped - len(self.errors)
         more = f"\n  ... and {rest:,} more" if rest > 0 else ""
         return f"no valid inferences in {name} ({self.skipped:,} lines rejected):\n{shown}{more}"
+
+
+def _tags_of(metadata: dict[str, Any]) -> dict[str, str]:
+    """Tag rows by key; keys cut to the column's 200 characters may meet: the last one wins."""
+    return {str(key)[:200]: _tag_value(value) for key, value in metadata.items()}
 
 
 def _tag_value(value: Any) -> str:
@@ -221,7 +226,41 @@ def to_inference(
     request = row["request_body"]
     row["prompt_hash"] = prompt_hash(request) if request else None
     # executemany needs the same keys on every row.
-    return {**_DEFAULTS, **row}
+    row = {**_DEFAULTS, **row}
+    _check_columns(row)
+    return row
+
+
+_TEXT_COLUMNS = {
+    "environment": 200,
+    "task": 200,
+    "provider": 50,
+    "model": 200,
+    "method": 10,
+    "path": 200,
+}
+_INT_COLUMNS = ("status_code", "input_tokens", "output_tokens")
+_MAX_INT = 2**31 - 1  # a Postgres INTEGER
+
+
+def _check_columns(row: dict[str, Any]) -> None:
+    """Refuse values the columns cannot hold, as a line error rather than a failed insert."""
+    for key, limit in _TEXT_COLUMNS.items():
+        value = row[key]
+        if value is None and key == "model":
+            continue
+        if not isinstance(value, str):
+            raise LineError(f"{key}: expected a string, got {type(value).__name__}")
+        if len(value) > limit:
+            raise LineError(f"{key}: at most {limit} characters, got {len(value)}")
+    for key in _INT_COLUMNS:
+        value = row[key]
+        if isinstance(value, float) and value.is_integer():
+            value = row[key] = int(value)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT
+        ):
+            raise LineError(f"{key}: expected a whole number from 0 to {_MAX_INT}, got {value!r}")
 
 
 def _from_batch(obj: dict[str, Any], paired: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +272,8 @@ def _from_batch(obj: dict[str, Any], paired: dict[str, Any]) -> dict[str, Any]:
     if request_line is not None and not isinstance(request_line, dict):
         raise LineError("request: expected an object")
     request = (request_line or {}).get("body", request_line)
+    if request is not None and not isinstance(request, dict):
+        raise LineError("request.body: expected an object")
     response = obj.get("response")
     if response is not None and not isinstance(response, dict):
         raise LineError("response: expected an object or null")
@@ -248,13 +289,10 @@ def _from_batch(obj: dict[str, Any], paired: dict[str, Any]) -> dict[str, Any]:
     success = error is None and status is not None and 200 <= status < 300
     if not success and error is None:
         error = f"HTTP {status}"
-    created = (body or {}).get("created")
-    path = (request_line or {}).get("url") or _PATHS.get((body or {}).get("object"), "")
+    path = (request_line or {}).get("url") or _path_of(body)
     return {
         "uid": str(uuid.uuid5(_UID_NAMESPACE, f"openai-batch:{line_id}")),
-        "started_at": datetime.fromtimestamp(created, UTC)
-        if isinstance(created, int | float)
-        else datetime.now(UTC),
+        "started_at": _created((body or {}).get("created")),
         "provider": "openai",
         "model": (request or {}).get("model") or (body or {}).get("model"),
         "method": (request_line or {}).get("method", "POST"),
@@ -284,7 +322,10 @@ def _from_export(obj: dict[str, Any], raw: bytes) -> dict[str, Any]:
     success = obj.get("success")
     if success is None:
         success = error is None and response is not None and 200 <= (status or 0) < 300
-    anthropic = uses_anthropic(request, response)
+    try:
+        anthropic = uses_anthropic(request, response)
+    except ValueError as exc:  # a request that mixes both APIs' conventions
+        raise LineError(str(exc)) from None
     row: dict[str, Any] = {
         "uid": str(obj.get("uid") or uuid.uuid5(_UID_NAMESPACE, hashlib.sha256(raw).hexdigest())),
         "started_at": _time(obj.get("started_at")),
@@ -292,7 +333,7 @@ def _from_export(obj: dict[str, Any], raw: bytes) -> dict[str, Any]:
         "model": obj.get("model") or request.get("model") or (response or {}).get("model"),
         "method": obj.get("method", "POST"),
         "path": obj.get("path")
-        or ("/v1/messages" if anthropic else _PATHS.get((response or {}).get("object"), ""))
+        or ("/v1/messages" if anthropic else _path_of(response))
         or "/v1/chat/completions",
         "status_code": status,
         "success": bool(success),
@@ -311,10 +352,27 @@ def _from_export(obj: dict[str, Any], raw: bytes) -> dict[str, Any]:
         if key in obj:
             if obj[key] is not None and not isinstance(obj[key], int | float):
                 raise LineError(f"{key}: expected a number")
-            row[key] = obj[key]
+            # float(): a 64-bit unsigned integer fits a REAL column but not SQLite's binding
+            row[key] = None if obj[key] is None else float(obj[key])
     if len(row["uid"]) > 36:
         raise LineError("uid: at most 36 characters")
     return row
+
+
+def _path_of(body: dict[str, Any] | None) -> str:
+    """The endpoint a response body came from, by its ``object`` (any JSON value)."""
+    kind = (body or {}).get("object")
+    return _PATHS.get(kind, "") if isinstance(kind, str) else ""
+
+
+def _created(value: Any) -> datetime:
+    """A batch body's ``created`` (Unix seconds); now when there is none."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return datetime.now(UTC)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise LineError(f"response.body.created: {value!r} is not a Unix time") from None
 
 
 def _time(value: Any) -> datetime:
@@ -324,9 +382,9 @@ def _time(value: Any) -> datetime:
         raise LineError("started_at: expected an ISO 8601 time")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted to UTC
         raise LineError(f"started_at: expected an ISO 8601 time, got {value!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _error_text(error: Any) -> str | None:

@@ -11,10 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assay.gate import BaselineChange, GateResult, Policy, mark_baseline, run_gate
 from assay.gate.verdict import StoredVerdict, list_verdicts
+from assay.store import Store
 from assay.web.api.common import MAX_INT, GroupId, Page, errors
 from assay.web.deps import PagingDep, StoreDep
+from assay.web.serverfiles import server_file
 
 router = APIRouter(tags=["gate"], responses=errors(404, 422))
+
+POLICY_FOLDER = "policies"
 
 
 class GateRequest(BaseModel):
@@ -24,7 +28,9 @@ class GateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy_path: str | None = Field(
-        None, description="A policy file on the server (.yaml/.yml or .toml), as --policy."
+        None,
+        description="A policy file (.yaml/.yml or .toml) under ASSAY_HOME/policies on the "
+        "server, named relative to that folder; no other file is read. Or send it inline.",
     )
     policy: Policy | None = Field(
         None,
@@ -50,13 +56,20 @@ def gate_decide(group_id: GroupId, store: StoreDep, body: GateRequest | None = N
     return run_gate(
         store,
         group_id,
-        policy_path=Path(body.policy_path) if body.policy_path is not None else None,
+        policy_path=_policy_file(store, body.policy_path),
         policy=body.policy,
         slice_by=body.slice_by,
         against_baseline=body.against_baseline,
         seed=body.seed,
         resamples=body.resamples,
     )
+
+
+def _policy_file(store: Store, given: str | None) -> Path | None:
+    """Only under ASSAY_HOME/policies: a client must not read other files of the server."""
+    if given is None:
+        return None
+    return server_file(store.settings.home, POLICY_FOLDER, given, "policy_path")
 
 
 @router.get("/groups/{group_id}/gate", response_model=Page[StoredVerdict])

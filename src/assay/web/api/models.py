@@ -11,9 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from assay.errors import ValidationError
 from assay.providers.endpoints import ModelInfo, add_model, get_model, list_models, remove_model
+from assay.store import Store
 from assay.web.api.common import MAX_INT, errors
 from assay.web.deps import StoreDep
+from assay.web.serverfiles import server_file
 
 router = APIRouter(tags=["models"], responses=errors(404, 422))
 
@@ -38,7 +41,9 @@ class ModelCreate(BaseModel):
         default_factory=dict, description='Default request params, e.g. {"temperature": 0}.'
     )
     options: dict[str, Any] | None = Field(
-        None, description="Provider-specific options (the local provider's model file)."
+        None,
+        description="Provider-specific options: for local, model_path (a GGUF file under "
+        "ASSAY_HOME/models on the server), chat_format, n_ctx, threads.",
     )
     max_concurrency: int | None = Field(None, le=MAX_INT, description="Calls in flight at most.")
     rpm: int | None = Field(None, le=MAX_INT, description="Requests per minute at most.")
@@ -76,13 +81,25 @@ def models_add(body: ModelCreate, store: StoreDep) -> ModelInfo:
         provider=body.provider,
         api_key_env=body.api_key_env,
         params=body.params,
-        options=body.options,
+        options=_server_options(store, body),
         max_concurrency=body.max_concurrency,
         rpm=body.rpm,
         tpm=body.tpm,
         price_input_per_mtok=body.price_input_per_mtok,
         price_output_per_mtok=body.price_output_per_mtok,
     )
+
+
+def _server_options(store: Store, body: ModelCreate) -> dict[str, Any] | None:
+    """A local model's file, named over the API, must be under ASSAY_HOME/models: a client
+    must not probe or load other files of the server (the CLI takes any path)."""
+    given = (body.options or {}).get("model_path")
+    if body.provider != "local" or given is None:
+        return body.options
+    if not isinstance(given, str):
+        raise ValidationError("options.model_path: expected a file name under ASSAY_HOME/models")
+    path = server_file(store.settings.home, "models", given, "options.model_path")
+    return {**(body.options or {}), "model_path": str(path)}
 
 
 @router.get("/models/{name}", response_model=ModelInfo)

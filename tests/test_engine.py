@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 from assay.store import open_store
-from assay.store.models import Generation, Judgment, ResponseCache, Run
+from assay.store.models import ResponseCache, Run
+from tests_helpers import check_invariants as _invariants
 from tests_helpers import write_rows
 
 ROWS = 12
@@ -39,40 +40,6 @@ def setup(cli: Any, fake_llm: Any, tmp_path: Path) -> Any:
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     return cli
-
-
-def _invariants(database_url: str, home: Path, judge_samples: int = 1) -> dict[str, int]:
-    """What must hold whatever happened: one generation per (run, row), one judgment per
-    (generation, version, judge, sample), no score on a failed row."""
-    with open_store(database_url, home=home) as store, store.session() as s:
-        dup_gens = s.execute(
-            select(Generation.run_id, Generation.row_id)
-            .group_by(Generation.run_id, Generation.row_id)
-            .having(func.count() > 1)
-        ).all()
-        assert dup_gens == []
-        dup_judgments = s.execute(
-            select(Judgment.generation_id, Judgment.sample_index)
-            .group_by(Judgment.generation_id, Judgment.rubric_version_id, Judgment.judge_id,
-                      Judgment.sample_index)
-            .having(func.count() > 1)
-        ).all()  # fmt: skip
-        assert dup_judgments == []
-        scored_failures = s.scalar(
-            select(func.count()).where(Judgment.status != "scored", Judgment.score.is_not(None))
-        )
-        assert scored_failures == 0
-        judged_failed_generations = s.scalar(
-            select(func.count())
-            .select_from(Judgment)
-            .join(Generation, Generation.id == Judgment.generation_id)
-            .where(Generation.status != "completed")
-        )
-        assert judged_failed_generations == 0
-        return {
-            "generations": s.scalar(select(func.count()).select_from(Generation)) or 0,
-            "judgments": s.scalar(select(func.count()).select_from(Judgment)) or 0,
-        }
 
 
 def test_run_start_show_rows_row(

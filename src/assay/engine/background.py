@@ -290,6 +290,13 @@ def group_status(store: Store, group_id: int) -> GroupStatus:
     return GroupStatus(**info.model_dump(), progress=progress, worker=worker)
 
 
+def worker_state(store: Store, group_id: int) -> WorkerInfo:
+    """Only the worker part of ``group_status``: no summary, for pages that have one already."""
+    with store.session() as session:
+        group = run_group_by_id(session, group_id)
+        return _worker_info(store.settings.home, group, group_info(session, group).status)
+
+
 def _worker_info(home: Path, group: RunGroup, status: str) -> WorkerInfo:
     alive = live_worker(group) is not None
     on_this_host = bool(group.worker) and group.worker.rpartition(":")[0] == socket.gethostname()

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from assay.engine.background import cancel_group, group_status, start_worker
+from assay.engine.background import cancel_group, start_worker, worker_state
 from assay.engine.groups import get_group, list_groups
 from assay.engine.results import (
     GroupSummary,
@@ -104,7 +104,7 @@ def group_page(
     request: Request, group_id: int, store: StoreDep, filters: RowFilters = Depends(row_filters)
 ) -> HTMLResponse:
     summary = load_summary(store, group_id)
-    worker = group_status(store, group_id).worker
+    worker = worker_state(store, group_id)
     group = get_group(store, group_id)
     context = {
         "section": "groups",

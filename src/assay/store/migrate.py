@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0005"
+HEAD = "0006"
 """The newest revision. Checked against Alembic by a test; lets an up-to-date database open
 without importing Alembic at all (a quarter of a second on every command)."""
 # Any constant will do; it only has to be the same in every Assay process.

@@ -84,6 +84,7 @@ class Inference(Base):
     prompt_hash: Mapped[str | None] = mapped_column(String(64))
     request_body: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     request_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    response_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
 
@@ -125,6 +126,9 @@ class Dataset(Base):
     provenance: Mapped[str] = mapped_column(String(20))  # upload | traffic | derived
     source: Mapped[str | None] = mapped_column(Text)  # file name, or a description of the origin
     source_format: Mapped[str | None] = mapped_column(String(20))  # chat | source
+    # How a training dataset's rows read: None (a conversation and its reference), "sft" (the
+    # reference is the target) or "preference" (reference = chosen; metadata holds rejected).
+    row_format: Mapped[str | None] = mapped_column(String(20))
     filter: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # how it was built
     excluded_dataset_id: Mapped[int | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL")
@@ -364,6 +368,14 @@ class Judgment(Base):
     reasoning: Mapped[str | None] = mapped_column(Text)
     raw_output: Mapped[str | None] = mapped_column(Text)
     checks: Mapped[list[Any] | None] = mapped_column(JSONType)  # deterministic check results
+    # Pairwise rubrics only: the baseline output this one was compared with, where the
+    # candidate stood in the prompt ("A" or "B"), and what the judge preferred
+    # ("candidate" | "baseline" | "tie"). Both orders are judged: see rubrics/pairwise.py.
+    opponent_generation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("generations.id", ondelete="SET NULL")
+    )
+    candidate_position: Mapped[str | None] = mapped_column(String(1))
+    preference: Mapped[str | None] = mapped_column(String(10))
     error: Mapped[str | None] = mapped_column(Text)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     input_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -437,3 +449,108 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# --- human labels and calibration ------------------------------------------------------------
+
+
+class LabelSet(Base):
+    """Human judgments on rows of one dataset, imported from one file."""
+
+    __tablename__ = "label_sets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # pointwise | pairwise
+    source: Mapped[str | None] = mapped_column(Text)
+    label_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index(None, "dataset_id"),)
+
+
+class Label(Base):
+    """One human label: a score for the row's output, or a preference between two outputs."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    label_set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # line order in the imported file
+    row_id: Mapped[int] = mapped_column(ForeignKey("dataset_rows.id", ondelete="CASCADE"))
+    # Pointwise: the output the human scored (None: the row's reference) and the score.
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    score: Mapped[float | None] = mapped_column(Float)
+    # Pairwise: two outputs and which one the human preferred ("a" | "b" | "tie").
+    output_a: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    output_b: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    preferred: Mapped[str | None] = mapped_column(String(10))
+    annotator: Mapped[str | None] = mapped_column(String(200))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+
+    __table_args__ = (
+        UniqueConstraint("label_set_id", "position"),
+        Index(None, "row_id"),
+    )
+
+
+class Calibration(Base):
+    """How well one judge under one rubric version agrees with one label set."""
+
+    __tablename__ = "calibrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rubric_version_id: Mapped[int] = mapped_column(
+        ForeignKey("rubric_versions.id", ondelete="CASCADE")
+    )
+    judge_id: Mapped[int] = mapped_column(ForeignKey("model_endpoints.id", ondelete="CASCADE"))
+    label_set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # pointwise | pairwise
+    judge_samples: Mapped[int] = mapped_column(Integer, default=1)
+    labels_total: Mapped[int] = mapped_column(Integer, default=0)
+    labels_judged: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # with intervals
+    # Per label: the judge's score(s) or preference(s), reasoning, failures.
+    results: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index(None, "rubric_version_id", "judge_id", "created_at"),)
+
+
+# --- deployment ------------------------------------------------------------------------------
+
+
+class Alias(Base):
+    """A deployment name (``prod-chat``) the proxy routes to its current model."""
+
+    __tablename__ = "aliases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("model_endpoints.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AliasEvent(Base):
+    """One change of an alias: who, when, why, on what evidence, and what it pointed to before."""
+
+    __tablename__ = "alias_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(20))  # set | promote | rollback
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("model_endpoints.id", ondelete="RESTRICT"))
+    previous_endpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_endpoints.id", ondelete="SET NULL")
+    )
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("run_groups.id", ondelete="SET NULL"))
+    decision: Mapped[str | None] = mapped_column(String(20))  # the gate verdict relied on
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index(None, "alias_id", "created_at"),)

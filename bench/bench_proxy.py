@@ -7,7 +7,8 @@ whatever the answers do, so a slow proxy shows up as latency, not as a lower rat
 rate the same load goes first straight to the fake server, then through the proxy; the
 overhead is the difference of the percentiles. The sweep stops at the first rate where the
 p99 overhead passes 10 ms (or the rate is no longer reached). At the end the database must
-hold exactly one inference per proxied request: zero records lost.
+hold exactly one inference per proxied request: zero records lost. The proxy's CPU time per
+request is printed too: on a shared machine the p99 swings with other load, the CPU much less.
 
     .venv/bin/python bench/bench_proxy.py [--rates 200 400 600 800] [--seconds 10]
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import psutil
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +123,12 @@ async def load(url: str, rate: float, seconds: float, offset: int) -> tuple[list
     return latencies, errors
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The proxy process's CPU time (all threads): unlike latency, barely moved by other load."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -161,17 +169,19 @@ def main() -> None:
                 direct, direct_errors = asyncio.run(
                     load(f"{fake_url}/v1/chat/completions", rate, args.seconds, 0)
                 )
+                cpu_before = _cpu_seconds(proxy.pid)
                 via, via_errors = asyncio.run(
                     load(f"{proxy_url}/v1/chat/completions", rate, args.seconds, 1_000_000)
                 )
+                cpu_ms = (_cpu_seconds(proxy.pid) - cpu_before) * 1000 / (len(via) + via_errors)
                 proxied += len(via) + via_errors
                 warmups += min(100, int(rate * args.seconds))
                 row = (rate, pct(direct, 0.5), pct(direct, 0.99), pct(via, 0.5), pct(via, 0.99),
-                       direct_errors, via_errors)  # fmt: skip
+                       direct_errors, via_errors, cpu_ms)  # fmt: skip
                 rows.append(row)
                 print(f"  {rate:.0f}/s: direct p50 {row[1]:.2f} p99 {row[2]:.2f} ms, "
                       f"proxy p50 {row[3]:.2f} p99 {row[4]:.2f} ms, errors {direct_errors}/"
-                      f"{via_errors}", file=sys.stderr)  # fmt: skip
+                      f"{via_errors}, proxy CPU {cpu_ms:.2f} ms/req", file=sys.stderr)  # fmt: skip
                 if row[4] - row[2] > 10 or via_errors:
                     break
             stored = count_inferences(db_url, proxied + warmups)
@@ -186,11 +196,11 @@ def main() -> None:
         f"{args.latency_ms:g} ms, separate processes on loopback; added = proxy - direct\n"
     )
     print("| req/s | direct p50 | direct p99 | proxy p50 | proxy p99 | added p50 | added p99 |"
-          " errors |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
-    for rate, d50, d99, p50, p99, d_err, p_err in rows:
+          " errors | proxy CPU ms/req |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for rate, d50, d99, p50, p99, d_err, p_err, cpu_ms in rows:
         print(f"| {rate:.0f} | {d50:.2f} | {d99:.2f} | {p50:.2f} | {p99:.2f} | {p50 - d50:+.2f} "
-              f"| {p99 - d99:+.2f} | {d_err + p_err} |")  # fmt: skip
+              f"| {p99 - d99:+.2f} | {d_err + p_err} | {cpu_ms:.2f} |")  # fmt: skip
     print(
         f"\nrecords: {proxied + warmups} proxied requests, {stored} inferences stored, "
         f"{proxied + warmups - stored} lost"

@@ -23,6 +23,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from assay.auth.tokens import create_token, revoke_token
 from assay.capture import CaptureProxy, create_proxy, default_spool_path, replay_spool
 from assay.capture.recorder import spool_records, write_records
 from assay.providers.endpoints import add_model
@@ -204,6 +205,7 @@ def test_non_streaming_call_is_forwarded_unchanged_and_recorded_with_tags(
     assert row.prompt_hash == hashlib.sha256(SYSTEM.encode()).hexdigest()
     assert row.request_body["messages"] == MESSAGES and row.request_truncated is False
     assert row.response_body == expected.model_dump(exclude_unset=True)
+    assert row.response_truncated is False
     assert row.metadata_ == {"customer": "acme", "release": "2026.11"}
     assert tags_of(store, row.id) == {"customer": "acme", "release": "2026.11"}
     assert len(row.uid) == 36
@@ -492,3 +494,159 @@ def test_interrupted_replay_resumes_without_duplicates(store: Store, assay_home:
         assert session.scalar(select(func.count()).select_from(Inference)) == 11
         assert session.scalar(select(func.count()).select_from(InferenceTag)) == 11
     assert not spool.exists() and not spool.with_suffix(".jsonl.replaying").exists()
+
+
+# --- large responses -------------------------------------------------------------------------
+
+
+def test_large_responses_are_stored_truncated_with_a_flag_tokens_read_first(
+    fake_llm: FakeLLMHandle,
+    echo: tuple[EchoUpstream, str],
+    database_url: str,
+    assay_home: Path,
+    store: Store,
+    cli: Any,
+) -> None:
+    _, echo_url = echo
+    running = Running(fake_llm.root_url, database_url, assay_home, max_response_bytes=150)
+    try:
+        client = running.openai()
+        whole = client.chat.completions.create(model="m1", messages=MESSAGES)  # type: ignore[arg-type]
+        big = httpx.post(  # the echo answer holds the request body: ~3 kB
+            f"{running.base_url}/embeddings",
+            json={"model": "e1", "input": "y" * 3000},
+            headers={"x-assay-upstream": echo_url},
+        )
+        assert len(big.content) > 3000 and big.json()["body"].endswith("y" * 10 + '"}')
+        stream = client.chat.completions.create(
+            model="m1",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == whole.choices[0].message.content  # the client gets it all
+        running.flush()
+    finally:
+        running.stop()
+    rows = inferences(store)
+    assert [r.response_truncated for r in rows] == [True, True, True]
+    assert [r.success for r in rows] == [True, True, True]
+    plain, embedded, streamed = (r.response_body for r in rows)
+    assert plain["truncated"] is True and len(plain["prefix"]) == 150
+    assert plain["prefix"].startswith('{"id":') and plain["original_bytes"] > 150
+    assert rows[0].output_tokens == whole.usage.completion_tokens  # type: ignore[union-attr]
+    assert embedded["original_bytes"] == len(big.content)
+    assert embedded["prefix"] == big.content[:150].decode()
+    # A stream is measured and cut as its reassembled JSON, not as the SSE it came in.
+    assert streamed["truncated"] is True and streamed["prefix"].startswith('{"id":')
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (rows[2].input_tokens, rows[2].output_tokens) == (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+    )
+
+    shown = cli("traffic", "show", str(rows[1].id))
+    assert shown.exit_code == 0
+    assert "response_truncated" in shown.stdout and "True" in shown.stdout
+    as_json = orjson.loads(cli("traffic", "show", str(rows[1].id), "--json").stdout)
+    assert as_json["response_truncated"] is True and as_json["request_truncated"] is False
+
+
+# --- x-assay-upstream on a network bind ------------------------------------------------------
+
+
+def test_upstream_override_on_a_network_bind_needs_an_assay_token(
+    fake_llm: FakeLLMHandle,
+    echo: tuple[EchoUpstream, str],
+    database_url: str,
+    assay_home: Path,
+    store: Store,
+) -> None:
+    _, echo_url = echo
+    token = create_token(store, "app").token
+    revoked = create_token(store, "old").token
+    revoke_token(store, "old")
+    running = Running(fake_llm.root_url, database_url, assay_home, guard_upstream=True)
+    body = {"model": "e1", "input": "hi"}
+    url = f"{running.base_url}/embeddings"
+    try:
+        refused = [
+            httpx.post(url, json=body, headers={"x-assay-upstream": echo_url, **extra})
+            for extra in ({}, {"x-assay-token": "not-a-token-at-all"}, {"x-assay-token": revoked})
+        ]
+        allowed = httpx.post(
+            url,
+            json=body,
+            headers={"x-assay-upstream": echo_url, "x-assay-token": token, "x-n": "1"},
+        )
+        plain = running.openai().chat.completions.create(model="m1", messages=MESSAGES)  # type: ignore[arg-type]
+        running.flush()
+    finally:
+        running.stop()
+    assert [r.status_code for r in refused] == [403, 403, 403]
+    errors = [r.json()["error"] for r in refused]
+    assert "needs an Assay API token in x-assay-token" in errors[0]["message"]
+    assert errors[1]["message"].endswith("x-assay-token is not an active Assay token")
+    assert errors[2]["message"] == errors[1]["message"]
+    assert {e["type"] for e in errors} == {"assay_proxy_error"}
+    assert allowed.status_code == 200
+    seen = allowed.json()["headers"]
+    assert seen["x-n"] == "1" and not [name for name in seen if name.startswith("x-assay-")]
+    assert plain.choices[0].message.content  # no override: no token needed
+    rows = inferences(store)  # the refused calls were not forwarded, so not recorded
+    assert [r.path for r in rows] == ["/v1/embeddings", "/v1/chat/completions"]
+    dumped = orjson.dumps([[r.request_body, r.response_body, r.metadata_] for r in rows])
+    assert token.encode() not in dumped
+
+
+def test_proxy_help_explains_the_upstream_override_rule(cli: Any) -> None:
+    result = cli("proxy", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "x-assay-token" in text and "non-loopback" in text and "403" in text
+    assert "--max-response-kb" in text
+    refused = cli("proxy", "--max-response-kb", "0")
+    assert refused.exit_code == 1
+    assert "--max-response-kb must be at least 1, got 0" in refused.stderr
+
+
+def test_proxy_on_a_network_address_refuses_an_unauthenticated_upstream_override(
+    tmp_path: Path, echo: tuple[EchoUpstream, str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    _, echo_url = echo
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "ASSAY_HOME": str(tmp_path), "ASSAY_DATABASE_URL": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "assay", "proxy", "--host", "0.0.0.0", "--port", str(port),
+         "--upstream", echo_url],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1/embeddings"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                plain = httpx.post(url, json={"model": "e1", "input": "hi"}, timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "assay proxy did not start"
+                time.sleep(0.2)
+        overridden = httpx.post(
+            url, json={"model": "e1", "input": "hi"}, headers={"x-assay-upstream": echo_url}
+        )
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)
+    assert plain.status_code == 200 and plain.json()["body"]
+    assert overridden.status_code == 403
+    assert "x-assay-token" in overridden.json()["error"]["message"]

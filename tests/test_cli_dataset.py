@@ -14,7 +14,7 @@ from tests_helpers import chat, write
 
 DATA = Path(__file__).parent / "data" / "datasets"
 DATASET_FIELDS = [
-    "id", "name", "type", "provenance", "source", "source_format",
+    "id", "name", "type", "provenance", "source", "source_format", "row_format",
     "row_count", "duplicate_count", "filter", "created_at",
 ]  # fmt: skip
 ROW_FIELDS = [

@@ -44,7 +44,9 @@ def test_templates_lists_every_builtin(cli: Cli) -> None:
         assert name in result.stdout
     assert "Is the answer right?" in result.stdout
     listed = json.loads(cli("rubric", "templates", "--json").stdout)
-    assert [set(t) for t in listed] == [{"name", "description"}] * 6
+    assert [set(t) for t in listed] == [{"name", "description", "kind"}] * 7
+    assert {t["name"]: t["kind"] for t in listed}["pairwise"] == "pairwise"
+    assert {t["kind"] for t in listed if t["name"] != "pairwise"} == {"pointwise"}
     assert [t["name"] for t in listed] == sorted(t["name"] for t in listed)
 
 

@@ -36,3 +36,19 @@ class Served:
         self.server.should_exit = True
         self.thread.join(15)
         self.sock.close()
+
+
+async def http_request_body(scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+    """For a hand-written test ASGI app: answer uvicorn's lifespan messages (returns None, the
+    app has nothing more to do) or read an HTTP request's whole body."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return None
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body

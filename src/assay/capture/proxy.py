@@ -12,6 +12,8 @@ fake LLM server), and that CPU is the proxy's added latency under load.
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -21,11 +23,14 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from assay.capture.guard import TOKEN_HEADER, UpstreamGuard
 from assay.capture.recorder import Recorder
-from assay.capture.records import Capture, is_secret_header, secret_values
+from assay.capture.records import MAX_RESPONSE_BYTES, Capture, is_secret_header, secret_values
+from assay.capture.routing import AliasRouter
 
 DEFAULT_UPSTREAMS = {"openai": "https://api.openai.com", "anthropic": "https://api.anthropic.com"}
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = MAX_RESPONSE_BYTES
 # Connection-level headers belong to one hop, never forwarded (RFC 9110 section 7.6.1).
 _HOP_BY_HOP = frozenset(
     {
@@ -62,11 +67,17 @@ class CaptureProxy:
         upstream: str | None = None,
         *,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         timeout_seconds: float = 600.0,
+        upstream_guard: UpstreamGuard | None = None,
+        router: AliasRouter | None = None,
     ) -> None:
         self.recorder = recorder
         self.upstream = upstream
         self.max_request_bytes = max_request_bytes
+        self.max_response_bytes = max_response_bytes
+        self.upstream_guard = upstream_guard  # set: x-assay-upstream needs x-assay-token
+        self.router = router  # set: a request's model may name a deployment alias
         self.timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=timeout_seconds)
         self._client: aiohttp.ClientSession | None = None
         self._in_flight = 0
@@ -83,6 +94,7 @@ class CaptureProxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                _tune_process()
                 self.recorder.start()
                 self._client_now()
                 await send({"type": "lifespan.startup.complete"})
@@ -96,6 +108,10 @@ class CaptureProxy:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        if self.upstream_guard is not None:
+            self.upstream_guard.close()
+        if self.router is not None:
+            self.router.close()
         self.recorder.stop()
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -142,10 +158,24 @@ class CaptureProxy:
             provider=provider,
             request_body=b"",
             max_request_bytes=self.max_request_bytes,
+            max_response_bytes=self.max_response_bytes,
         )
         headers, override = self._read_headers(scope["headers"], capture)
+        if override is not None and self.upstream_guard is not None:
+            refusal = await self.upstream_guard.refusal(capture.assay_token)
+            if refusal is not None:  # not forwarded, so not an inference: nothing recorded
+                await _respond_error(send, *refusal)
+                return
         capture.request_body = body = await _read_body(receive)
         base = override or self.upstream or DEFAULT_UPSTREAMS[provider]
+        if self.router is not None and (routed := await self.router.route(body, headers, capture)):
+            if routed.refusal is not None:  # recorded: traffic shows the alias that failed
+                capture.status_code, capture.error = routed.refusal
+                self._finish(capture, start)
+                await _respond_error(send, *routed.refusal)
+                return
+            capture.request_body = body = routed.body  # model = the endpoint's model id
+            base, headers = routed.base_url, routed.headers
         url = upstream_url(base, path, scope.get("query_string", b""))
         client = self._client_now()
         try:
@@ -180,6 +210,9 @@ class CaptureProxy:
                     capture.task = text or "default"
                 elif text_name == "x-assay-upstream":
                     override = text
+                elif text_name == TOKEN_HEADER:
+                    capture.assay_token = text
+                    capture.secrets.extend(secret_values(text_name, text))
                 elif text_name.startswith(_METADATA_PREFIX):
                     capture.metadata[text_name[len(_METADATA_PREFIX) :]] = text
                 continue
@@ -227,12 +260,38 @@ class CaptureProxy:
             capture.response_body = b"".join(chunks)
             # Queued before the last send: once the client has its answer, the record exists.
             self._finish(capture, start)
-        if capture.error is None or not capture.error.startswith("client"):
+        if capture.error is None:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        elif not capture.error.startswith("client"):
+            # The upstream dropped the connection mid-answer: drop the client's too, so the
+            # application sees the same failure (not a clean, silently shortened answer).
+            raise UpstreamBroke(capture.error)
 
     def _finish(self, capture: Capture, start: float) -> None:
         capture.duration_ms = (time.perf_counter() - start) * 1000
         self.recorder.submit(capture)
+
+
+class UpstreamBroke(Exception):
+    """Raised after the response started: the ASGI server then closes the connection."""
+
+
+class _AbortFilter(logging.Filter):
+    """uvicorn logs an app exception with a traceback; a passed-on upstream drop is not a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], UpstreamBroke))
+
+
+def _tune_process() -> None:
+    """Once per process: a short GIL switch interval, and quiet passed-on upstream drops."""
+    # The recorder's thread does CPU work (parsing, storing); when the event loop wants the
+    # GIL back it waits up to the switch interval, 5 ms by default: too much of a p99 budget
+    # of 10 ms. 1 ms bounds that wait for a few more switches per second.
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _AbortFilter) for f in logger.filters):
+        logger.addFilter(_AbortFilter())
 
 
 def _readable_encodings(accept: str) -> str:

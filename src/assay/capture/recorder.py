@@ -6,6 +6,10 @@ batch is appended to a JSONL spool file under ASSAY_HOME and replayed once the s
 again. Every record carries a client-generated ``uid`` and inserts skip uids already present,
 so a batch that was written *and* spooled (a commit whose acknowledgement was lost) or a
 replay interrupted half-way is never stored twice.
+
+Memory stays bounded however long the store is down: at most ``max_queued`` captures wait in
+memory for the worker (which may be stuck for a while in a write the database does not
+answer); beyond that, ``submit`` hands captures to a second thread that only spools them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ from assay.store.models import Inference, InferenceTag, ModelEndpoint
 log = logging.getLogger("assay.capture")
 
 SPOOL_NAME = "inferences.jsonl"
+# Captures waiting in memory for the worker; more go straight to the spool (a few MB at most).
+DEFAULT_MAX_QUEUED = 5000
+# The live recorder replays at most half of the time (see ``replay_spool``).
+REPLAY_PAUSE_RATIO = 1.0
 _INFERENCES = Inference.__table__
 _TAGS = InferenceTag.__table__
 
@@ -113,12 +121,15 @@ def spool_records(path: Path, records: list[dict[str, Any]]) -> None:
         os.fsync(handle.fileno())
 
 
-def replay_spool(store: Store, path: Path, batch_size: int = 500) -> int:
+def replay_spool(store: Store, path: Path, batch_size: int = 500, pause_ratio: float = 0.0) -> int:
     """Write every spooled record to the store, then remove the spool; returns rows inserted.
 
     The spool is first renamed aside (``.replaying``), so records spooled meanwhile go to a
     fresh file; if the replay fails the renamed file stays and the next replay starts it over
     (uids already written are skipped). A torn last line (a crash mid-append) is skipped.
+    ``pause_ratio``: after each batch, sleep that many times as long as the batch took. The
+    running proxy replays in its own process, and a replay busy all the time would hold the
+    GIL against the event loop (each socket call then waits for it): live calls come first.
     """
     replaying = path.with_suffix(path.suffix + ".replaying")
     with _locked(path):
@@ -134,6 +145,7 @@ def replay_spool(store: Store, path: Path, batch_size: int = 500) -> int:
         return 0
     inserted = 0
     batch: list[dict[str, Any]] = []
+    started = time.perf_counter()
     with open(replaying, "rb") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -146,6 +158,9 @@ def replay_spool(store: Store, path: Path, batch_size: int = 500) -> int:
             if len(batch) >= batch_size:
                 inserted += write_records(store, batch)
                 batch = []
+                if pause_ratio:
+                    time.sleep((time.perf_counter() - started) * pause_ratio)
+                    started = time.perf_counter()
     inserted += write_records(store, batch)
     replaying.unlink()
     return inserted
@@ -186,43 +201,86 @@ class Recorder:
         batch_size: int = 200,
         flush_seconds: float = 0.1,
         retry_seconds: float = 5.0,
+        max_queued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
         self.spool_path = spool_path
         self._open_store = open_store_fn
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.retry_seconds = retry_seconds
+        self.max_queued = max_queued
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._overflow: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._store: Store | None = None
         self._next_attempt = 0.0
         self._thread: threading.Thread | None = None
+        self._spiller: threading.Thread | None = None
+        self._spool_lock = threading.Lock()  # the two threads share ``spooled``
         self.written = 0  # rows inserted (live or replayed)
         self.spooled = 0  # records appended to the spool
+        self.overflowed = 0  # captures that found the queue full and went straight to the spool
+        self.peak_queued = 0  # the most captures ever waiting in memory for the worker
 
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="assay-recorder", daemon=True)
             self._thread.start()
+            self._spiller = threading.Thread(
+                target=self._spill, name="assay-recorder-spill", daemon=True
+            )
+            self._spiller.start()
 
     def submit(self, capture: Capture) -> None:
+        queued = self._queue.qsize()
+        if queued >= self.max_queued:
+            self.overflowed += 1
+            self._overflow.put(capture)
+            return
+        if queued >= self.peak_queued:
+            self.peak_queued = queued + 1
         self._queue.put(capture)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything submitted so far is written or spooled."""
-        done = threading.Event()
+        deadline = time.monotonic() + timeout
+        done, spilled = threading.Event(), threading.Event()
         self._queue.put(done)
-        return done.wait(timeout)
+        self._overflow.put(spilled)
+        return done.wait(timeout) and spilled.wait(max(deadline - time.monotonic(), 0.0))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write what is queued, then end the worker (and close the store)."""
         if self._thread is None:
             return
+        self._overflow.put(None)
         self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
+        if self._spiller is not None:
+            self._spiller.join(timeout)
+            self._spiller = None
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    def _spill(self) -> None:
+        """The overflow thread: captures the full queue refused go to the spool, in batches."""
+        running = True
+        while running:
+            item = self._overflow.get()
+            items = [item]
+            while len(items) < self.batch_size:
+                try:
+                    items.append(self._overflow.get_nowait())
+                except queue.Empty:
+                    break
+            running = None not in items
+            batch = [_build(i) for i in items if isinstance(i, Capture)]
+            if batch:
+                self._spool(batch)
+            for marker in items:
+                if isinstance(marker, threading.Event):
+                    marker.set()
 
     def _run(self) -> None:
         running = True
@@ -236,28 +294,31 @@ class Recorder:
                 marker.set()
 
     def _collect(self) -> tuple[list[dict[str, Any]], list[threading.Event], bool]:
-        """Up to ``batch_size`` records, waiting at most ``flush_seconds`` after the first."""
+        """Up to ``batch_size`` records: the first one waited for, the rest gathered for
+        ``flush_seconds`` while the worker sleeps. Sleeping rather than waiting on the queue
+        means one wake-up per batch, not one per call: each wake-up is a GIL hand-off that the
+        proxy's event loop would pay for in latency."""
         batch: list[dict[str, Any]] = []
         markers: list[threading.Event] = []
-        deadline: float | None = None
-        while len(batch) < self.batch_size:
-            timeout = self.retry_seconds if deadline is None else deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=max(timeout, 0.0))
-            except queue.Empty:
-                break
+        try:
+            item = self._queue.get(timeout=self.retry_seconds)
+        except queue.Empty:
+            return batch, markers, True
+        if isinstance(item, Capture) and self._queue.qsize() < self.batch_size:
+            time.sleep(self.flush_seconds)
+        while True:
             if item is None:
                 return batch, markers, False
             if isinstance(item, threading.Event):
                 markers.append(item)
                 break  # a flush: write what we have now
+            batch.append(_build(item))
+            if len(batch) >= self.batch_size:
+                break
             try:
-                batch.append(build_record(item))
-            except Exception:  # a parsing bug must not lose the exchange
-                log.exception("could not build a record for %s; storing it bare", item.uid)
-                batch.append(_bare_record(item))
-            if deadline is None:
-                deadline = time.monotonic() + self.flush_seconds
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
         return batch, markers, True
 
     def _persist(self, batch: list[dict[str, Any]]) -> None:
@@ -270,11 +331,16 @@ class Recorder:
             except Exception as exc:
                 log.warning("store unavailable (%s); spooling to %s", exc, self.spool_path)
                 self._store_failed()
+        self._spool(batch)
+
+    def _spool(self, batch: list[dict[str, Any]]) -> None:
         try:
             spool_records(self.spool_path, batch)
-            self.spooled += len(batch)
         except OSError:
             log.exception("cannot write the spool %s: %d records lost", self.spool_path, len(batch))
+            return
+        with self._spool_lock:
+            self.spooled += len(batch)
 
     def _maybe_replay(self) -> None:
         replaying = self.spool_path.with_suffix(self.spool_path.suffix + ".replaying")
@@ -284,7 +350,9 @@ class Recorder:
         if store is None:
             return
         try:
-            self.written += replay_spool(store, self.spool_path)
+            self.written += replay_spool(
+                store, self.spool_path, self.batch_size, pause_ratio=REPLAY_PAUSE_RATIO
+            )
         except Exception as exc:
             log.warning("spool replay failed (%s); will retry", exc)
             self._store_failed()
@@ -304,6 +372,14 @@ class Recorder:
                 self._store.close()
         self._store = None
         self._next_attempt = time.monotonic() + self.retry_seconds
+
+
+def _build(capture: Capture) -> dict[str, Any]:
+    try:
+        return build_record(capture)
+    except Exception:  # a parsing bug must not lose the exchange
+        log.exception("could not build a record for %s; storing it bare", capture.uid)
+        return _bare_record(capture)
 
 
 def _bare_record(capture: Capture) -> dict[str, Any]:
@@ -330,6 +406,7 @@ def _bare_record(capture: Capture) -> dict[str, Any]:
         "request_body": None,
         "request_truncated": False,
         "response_body": None,
+        "response_truncated": False,
         "metadata": {},
         "tags": {},
     }

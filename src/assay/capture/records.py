@@ -21,7 +21,8 @@ REDACTED = "[redacted]"
 # Header names whose values are credentials: forwarded upstream, never recorded.
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization"})
 _SECRET_WORDS = ("key", "token", "secret", "cookie", "password")
-# Responses are capped too (embeddings answers run to megabytes of floats).
+# Responses are capped too (embeddings answers run to megabytes of floats): above this the
+# stored body is a prefix and ``response_truncated`` is set (tokens and errors are read first).
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 # Column widths of ``inferences`` / ``inference_tags``: longer values are clipped, so a long
 # header can never make a batch fail (and spool forever).
@@ -66,6 +67,9 @@ class Capture:
     ttft_ms: float | None = None
     error: str | None = None
     max_request_bytes: int = 1024 * 1024
+    max_response_bytes: int = MAX_RESPONSE_BYTES
+    # ``x-assay-token``: checked by the proxy (upstream override), never part of a record.
+    assay_token: str | None = field(default=None, repr=False)
 
 
 def build_record(capture: Capture) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def build_record(capture: Capture) -> dict[str, Any]:
     if capture.streamed and "event-stream" in capture.content_type:
         response: dict[str, Any] | None = reassemble(capture.path, raw_response)
     else:
-        response = _as_object(raw_response, MAX_RESPONSE_BYTES)
+        response = _as_object(raw_response, 0)
     status = capture.status_code
     error = capture.error
     if error is None and status is not None and not 200 <= status < 300:
@@ -87,6 +91,7 @@ def build_record(capture: Capture) -> dict[str, Any]:
     input_tokens, output_tokens = usage_tokens(response)
     truncated = len(raw_request) > capture.max_request_bytes
     model = (request or {}).get("model") or (response or {}).get("model")
+    response, response_truncated = _capped(response, raw_response, capture)
     metadata = {k: scrub(v.encode()).decode() for k, v in capture.metadata.items()}
     record: dict[str, Any] = {
         "uid": capture.uid,
@@ -112,6 +117,7 @@ def build_record(capture: Capture) -> dict[str, Any]:
         else (request if request is not None else _as_object(raw_request, 0)),
         "request_truncated": truncated,
         "response_body": response,
+        "response_truncated": response_truncated,
         "metadata": metadata,
     }
     for key, width in _WIDTHS.items():
@@ -214,6 +220,22 @@ def _as_object(raw: bytes, limit: int) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return {"text": raw.decode("utf-8", errors="replace")}
     return value if isinstance(value, dict) else {"value": value}
+
+
+def _capped(
+    response: dict[str, Any] | None, raw: bytes, capture: Capture
+) -> tuple[dict[str, Any] | None, bool]:
+    """The body to store and whether it was cut to ``max_response_bytes``.
+
+    A streamed answer is measured as its reassembled JSON (the SSE framing is not stored).
+    """
+    limit = capture.max_response_bytes
+    if response is None or len(raw) <= limit:
+        return response, False
+    serialized = orjson.dumps(response) if capture.streamed else raw
+    if len(serialized) <= limit:
+        return response, False
+    return _truncated(serialized, limit), True
 
 
 def _truncated(raw: bytes, limit: int) -> dict[str, Any]:

@@ -55,14 +55,18 @@ def _root(
 
 def _register() -> None:
     from assay.cli import (
+        alias,
         dataset,
         dataset_traffic,
         demo,
         evals,
         gate,
+        labels,
         model,
+        promote,
         proxy,
         rubric,
+        rubric_calibrate,
         run,
         serve,
         token,
@@ -72,11 +76,15 @@ def _register() -> None:
     dataset.app.command("create")(dataset_traffic.create)
     dataset.app.command("overlap")(dataset_traffic.overlap)
     app.add_typer(dataset.app, name="dataset")
+    rubric.app.command("calibrate")(rubric_calibrate.calibrate_command)
     app.add_typer(rubric.app, name="rubric")
+    app.add_typer(labels.app, name="labels")
     app.add_typer(model.app, name="model")
     app.add_typer(evals.app, name="eval")
     app.add_typer(run.app, name="run")
     app.command("gate")(gate.gate)
+    app.add_typer(alias.app, name="alias")
+    app.command("promote")(promote.promote)
     app.command("proxy")(proxy.proxy)
     app.command("serve")(serve.serve)
     app.add_typer(token.app, name="token")

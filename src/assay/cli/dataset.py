@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -30,6 +31,9 @@ from assay.datasets import (
     import_dataset,
     list_datasets,
 )
+from assay.datasets.export import export_lines
+from assay.datasets.from_run import ROW_FORMATS, FromRunReport, create_dataset_from_run
+from assay.errors import ValidationError
 from assay.store import open_store
 
 app = typer.Typer(
@@ -103,6 +107,7 @@ def show(name: str = typer.Argument(...), json: bool = JSON_OPTION) -> None:
             ("provenance", dataset.provenance),
             ("source", dataset.source),
             ("format", dataset.source_format),
+            ("training rows", dataset.row_format or "-"),
             ("filter", filter_text),
             ("created", dataset.created_at),
         ],
@@ -138,17 +143,105 @@ def rows(
 @app.command()
 def export(
     name: str = typer.Argument(...),
-    format: str = typer.Option("chat", "--format", "-f", help="chat or source."),
-    output: Path = typer.Option(..., "--output", "-o", help="File to write (JSONL)."),
+    format: str = typer.Option(
+        "chat",
+        "--format",
+        "-f",
+        help="chat or source (Assay's import formats, re-import to identical rows), openai "
+        "(OpenAI fine-tuning: chat SFT lines, or DPO lines for a preference set) or trl "
+        "(Hugging Face TRL: messages, or prompt/chosen/rejected).",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="File to write (JSONL); without it, lines go to stdout."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
-    """Export a dataset as JSONL that re-imports to identical rows."""
+    """Export a dataset as JSONL: for re-import (chat, source) or for fine-tuning (openai, trl).
+
+    A file is written whole or not at all; rows stream, so a million rows need no more memory
+    than one.
+    """
     with open_store() as store:
+        if output is None:
+            stdout = typer.get_binary_stream("stdout")
+            count = 0
+            for line in export_lines(store, name, format):
+                stdout.write(line)
+                count += 1
+            stdout.flush()
+            info(f"Exported {_n(count, 'row')} of '{escape(name)}' ({format} format).")
+            return
         count = export_dataset(store, name, output, format, force=force)
     info(
         f"Exported {_n(count, 'row')} of '{escape(name)}' "
         f"to {escape(str(output))} ({format} format)."
     )
+
+
+@app.command("from-run")
+def from_run(
+    group: int = typer.Argument(..., metavar="GROUP", help="Run group id (`assay run list`)."),
+    name: str = typer.Option(..., "--name", "-n", help="Name of the new training dataset."),
+    keep_eval: str | None = typer.Option(
+        None,
+        "--keep-eval",
+        help="Eval dataset to keep clean (required): rows also in it are left out. Not the "
+        "group's own dataset, whose rows this builds from.",
+    ),
+    format: str = typer.Option(
+        "sft",
+        "--format",
+        "-f",
+        help="sft (context + best output as the target) or preference (context, a chosen "
+        "output and the low-scoring one as rejected).",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Select the rows this model scored low (default: baseline)."
+    ),
+    below: float | None = typer.Option(
+        None,
+        "--below",
+        help="Low means a score below this; the target must reach it (default: the middle "
+        "of the rubric's range, 5.5 on 1-10).",
+    ),
+    use_reference: bool = typer.Option(
+        False,
+        "--use-reference",
+        help="When no output reaches --below, take the row's reference as the target (unless "
+        "the group judged it and it scored low).",
+    ),
+    min_gap: float = typer.Option(
+        0.0, "--min-gap", help="The chosen output must beat the low one by at least this much."
+    ),
+    json: bool = JSON_OPTION,
+) -> None:
+    """Build a training dataset from a run group's low-scoring rows, with provenance.
+
+    Rows where --model scored below --below are taken; the target (or, for preference, the
+    chosen output) is the best-scoring output of the other arms at or above --below, ties to
+    the baseline then run order. Failed rows are counted, never used. Every row records the
+    group, the source row, each arm's score, what was taken and why, and the judge's reasoning.
+    Export it for fine-tuning with `assay dataset export NAME --format openai|trl`.
+    """
+    if format not in ROW_FORMATS:
+        raise ValidationError(f"unknown --format {format!r} (expected {' or '.join(ROW_FORMATS)})")
+    with open_store() as store, _count_bar("Writing rows") as progress:
+        report = create_dataset_from_run(
+            store,
+            group,
+            name,
+            row_format=format,
+            model=model,
+            below=below,
+            keep_eval=keep_eval,
+            use_reference=use_reference,
+            min_gap=min_gap,
+            progress=progress,
+        )
+    if json:
+        print_json(report)
+        return
+    _print_from_run(report, keep_eval)
 
 
 @app.command()
@@ -166,6 +259,27 @@ def delete(
             )
         delete_dataset(store, name)
     info(f"Deleted dataset '{escape(name)}' ({_n(dataset.row_count, 'row')}).")
+
+
+def _print_from_run(report: FromRunReport, keep_eval: str | None) -> None:
+    d = report.dataset
+    console.print(
+        f"Created training dataset '{escape(d.name)}' ({report.row_format}) with "
+        f"{_n(report.written, 'row')} from run group {report.group_id}: rows where "
+        f"{escape(report.model)} scored below {report.below:g}."
+    )
+    print_table(
+        ["step", "rows"],
+        [
+            ("considered (the group's sample)", f"{report.considered:,}"),
+            (f"no score for {escape(report.model)} (failed, left out)", f"{report.failed:,}"),
+            (f"below {report.below:g}", f"{report.below_threshold:,}"),
+            ("no output good enough to learn from", f"{report.no_target:,}"),
+            (f"also in '{escape(keep_eval or '')}' (removed)", f"{report.overlap_removed:,}"),
+            ("written", f"{report.written:,}"),
+        ],
+    )
+    info(f"Export it with `assay dataset export {escape(d.name)} --format openai|trl -o FILE`.")
 
 
 def _print_report(report: ImportReport, file: Path, limit: int | None) -> None:
@@ -211,6 +325,24 @@ def _progress_bar(file: Path) -> Iterator[ProgressCallback | None]:
     with Progress(*columns, console=err_console, transient=True) as bar:
         size = file.stat().st_size if file.is_file() else None
         task = bar.add_task(f"Importing {escape(file.name)}", total=size)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def _count_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rows-done bar on stderr, only for a person watching a terminal."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        console=err_console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)

@@ -7,6 +7,7 @@ import typer
 from rich.markup import escape
 
 from assay.cli._output import info, print_json, print_table
+from assay.cli.rubric_draft import draft as _draft
 from assay.errors import ValidationError
 from assay.rubrics import (
     create_rubric,
@@ -27,6 +28,7 @@ from assay.rubrics.service import MAX_RESPONSE_CHARS
 from assay.store import open_store
 
 app = typer.Typer(help="Create, version and render rubrics.", no_args_is_help=True)
+app.command("draft")(_draft)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (stable field names).")]
 ChecksOption = Annotated[
@@ -62,7 +64,9 @@ def templates(
     if as_json:
         print_json([t.model_dump(exclude={"text"}) for t in found])
         return
-    print_table(["template", "description"], [(t.name, t.description) for t in found])
+    print_table(
+        ["template", "kind", "description"], [(t.name, t.kind, t.description) for t in found]
+    )
     info("Start a rubric from one: assay rubric create NAME --template TEMPLATE")
 
 
@@ -82,9 +86,21 @@ def create(
         str | None, typer.Option("--description", "-d", help="One line on what it judges.")
     ] = None,
     checks: ChecksOption = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind",
+            help="pointwise (the judge scores each output) or pairwise (the judge prefers one "
+            "of two outputs, judged in both orders; see docs/pairwise.md). A built-in template "
+            "has its own kind; --kind pairwise alone starts from the built-in 'pairwise' "
+            "template.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a rubric (version 1) from a built-in template or a template file."""
+    if kind == "pairwise" and template is None and file is None:
+        template = "pairwise"
     if (template is None) == (file is None):
         raise ValidationError("give exactly one of --template NAME or --file PATH")
     text = read_text_file(file) if file is not None else None
@@ -100,9 +116,16 @@ def create(
             score_max=score_max,
             description=description,
             checks=spec,
+            kind=kind,
         )
     if as_json:
         print_json(version)
+    elif version.kind == "pairwise":
+        info(
+            f"Created pairwise rubric [bold]{name}[/] version 1 (from "
+            f"{escape(version.origin or '-')}): each candidate is compared with the baseline, "
+            "in both orders"
+        )
     else:
         with_checks = f", {len(version.checks)} check(s)" if version.checks else ""
         info(
@@ -172,7 +195,12 @@ def show(
         ("Rubric", rubric.name),
         ("Description", rubric.description or "-"),
         ("Version", f"{found.version} of {rubric.latest_version}"),
-        ("Range", f"{found.score_min}-{found.score_max}"),
+        (
+            "Range",
+            f"{found.score_min}-{found.score_max}"
+            if found.kind != "pairwise"
+            else "none: the judge prefers A, B or tie",
+        ),
         ("Kind", found.kind),
         ("Origin", found.origin or "-"),
         ("Changes", found.note or "-"),
@@ -187,6 +215,21 @@ def show(
                 typer.echo(f"  - {describe_check(check)}")
     typer.echo("")
     typer.echo(found.template, nl=not found.template.endswith("\n"))
+    _show_calibrations(name, found.version)
+
+
+def _show_calibrations(name: str, version: int) -> None:
+    """The version's calibrations against human labels (`assay rubric calibrate`)."""
+    from assay.cli.rubric_calibrate import calibration_rows
+    from assay.rubrics.calibrate import list_calibrations
+
+    with open_store() as store:
+        found = list_calibrations(store, name, version)
+    typer.echo("")
+    if not found:
+        typer.echo("Calibrations: none (assay rubric calibrate NAME --labels L --judge J)")
+        return
+    print_table(*calibration_rows(found), title="Calibrations against human labels")
 
 
 def _combine_line(spec: ChecksSpec | None) -> str:

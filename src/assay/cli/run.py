@@ -255,7 +255,9 @@ def show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The summary: per model, scores over scored rows, failures by kind, latency, cost, and
-    the pass rate of each deterministic check."""
+    the pass rate of each deterministic check. With a pairwise rubric: each candidate's win
+    rate against the baseline with its 95% interval, wins/ties/losses and the position-flip
+    rate instead of scores."""
     with open_store() as store:
         summary = group_summary(store, group_id)
     if as_json:
@@ -265,6 +267,9 @@ def show(
 
 
 def _print_summary(summary: GroupSummary) -> None:
+    if any(r.pairwise is not None for r in summary.runs):
+        _print_pairwise(summary)
+        return
     console.print(
         f"[bold]Run group {summary.id}[/] — {summary.status} — {summary.sample_size} rows of "
         f"{escape(summary.dataset)}, rubric {escape(summary.rubric)} v{summary.rubric_version} "
@@ -279,6 +284,52 @@ def _print_summary(summary: GroupSummary) -> None:
     panels = [Panel(_histogram(r), title=escape(r.model), expand=False) for r in summary.runs]
     console.print(Columns(panels))
     _print_check_rates(summary.runs)
+
+
+def _print_pairwise(summary: GroupSummary) -> None:
+    """A pairwise group: win rates against the baseline (docs/pairwise.md), no scores."""
+    console.print(
+        f"[bold]Run group {summary.id}[/] — {summary.status} — {summary.sample_size} rows of "
+        f"{escape(summary.dataset)}, pairwise rubric {escape(summary.rubric)} "
+        f"v{summary.rubric_version}, judge {escape(summary.judge)}, both orders"
+        + (f", {summary.judge_samples} samples each" if summary.judge_samples > 1 else "")
+    )
+    rows = []
+    for r in summary.runs:
+        s = r.pairwise
+        if s is None:
+            cells: tuple[Any, ...] = (
+                "(baseline)",
+                None,
+                None,
+                None,
+                f"{r.total - r.pending - r.generation_failed}/{r.total} generated",
+            )
+        else:
+            interval = f"[{s.ci_low:.2f}, {s.ci_high:.2f}]" if s.ci_low is not None else None
+            flips = f"{s.flip_rate:.0%} ({s.flipped})" if s.flip_rate is not None else None
+            cells = (
+                _num(s.win_rate),
+                interval,
+                f"{s.wins}/{s.ties}/{s.losses}",
+                flips,
+                f"{s.rows}/{r.total}",
+            )
+        rows.append(
+            (r.model, r.role, r.status, *cells, r.generation_failed, r.judge_failed,
+             r.judge_unparseable, _num(r.latency_ms_p50, 0), _num(r.latency_ms_p90, 0),
+             r.input_tokens + r.output_tokens, f"{r.cost_usd:.4f}", f"{r.judge_cost_usd:.4f}")
+        )  # fmt: skip
+    print_table(
+        ["model", "role", "status", "win rate", "95% CI", "W/T/L", "flips", "rows", "gen fail",
+         "judge fail", "unparseable", "p50 ms", "p90 ms", "tokens", "cost $", "judge $"],
+        rows,
+    )  # fmt: skip
+    console.print(
+        "win rate = (wins + ties/2) / rows with a verdict in both orders (Wilson interval); "
+        "flips: rows whose two orders disagreed, counted as ties",
+        style="dim",
+    )
 
 
 def _print_check_rates(runs: list[RunSummary]) -> None:

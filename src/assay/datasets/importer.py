@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from assay.datasets.formats import (
     FORMAT_LABELS,
@@ -36,9 +36,11 @@ from assay.errors import (
     AlreadyExistsError,
     ImportFileError,
     LimitExceededError,
+    StoreError,
     ValidationError,
 )
 from assay.store import Store
+from assay.store.db import describe_failure
 from assay.store.models import Dataset, DatasetRow
 
 MAX_EVAL_ROWS = 10_000
@@ -95,18 +97,22 @@ def import_dataset(
             )
         cap = limit
     total_bytes = _check_file(path)
-    with store.engine.begin() as conn:
-        dataset_id = _create_dataset(conn, name, type, path.name)
-        run = _Import(conn, path, dataset_id, type, cap, limit is not None, dedupe)
-        with path.open("rb") as file:
-            run.read(file, total_bytes, progress)
-        rows, duplicates = count_rows(conn, dataset_id)
-        conn.execute(
-            update(_datasets)
-            .where(_datasets.c.id == dataset_id)
-            .values(row_count=rows, duplicate_count=duplicates, source_format=run.format)
-        )
-        info: DatasetInfo = dataset_by_name(conn, name)
+    try:
+        with store.engine.begin() as conn:
+            dataset_id = _create_dataset(conn, name, type, path.name)
+            run = _Import(conn, path, dataset_id, type, cap, limit is not None, dedupe)
+            with path.open("rb") as file:
+                run.read(file, total_bytes, progress)
+            rows, duplicates = count_rows(conn, dataset_id)
+            conn.execute(
+                update(_datasets)
+                .where(_datasets.c.id == dataset_id)
+                .values(row_count=rows, duplicate_count=duplicates, source_format=run.format)
+            )
+            info: DatasetInfo = dataset_by_name(conn, name)
+    except OperationalError as exc:  # disk full, connection lost, locked: all rolled back
+        failure = describe_failure(exc, store.engine)
+        raise StoreError(f"dataset '{name}' was not imported: {failure}") from exc
     return ImportReport(
         dataset=info,
         rows_imported=rows,

@@ -35,6 +35,7 @@ class DatasetInfo(BaseModel):
     provenance: str
     source: str | None
     source_format: str | None
+    row_format: str | None = None  # training sets: "sft" | "preference"
     row_count: int
     duplicate_count: int
     filter: dict[str, Any] | None

@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session
 
 from assay.errors import AssayError
 from assay.providers import ChatRequest, ModelCaller, ProviderError
+from assay.providers.endpoints import ModelInfo
 from assay.rubrics.checkfile import spec_from_version
 from assay.rubrics.checks import CheckResult, ChecksSpec, run_checks, summarize_results
 from assay.rubrics.judge import build_judge_prompt, judge_output_schema, parse_judge_output
+from assay.rubrics.pairwise import a_position, judge_order
 from assay.store import Store
 from assay.store.models import DatasetRow, RubricVersion
 
@@ -43,11 +45,13 @@ class RowData:
 
 
 def load_rows(store: Store, row_ids: list[int]) -> dict[int, RowData]:
-    with store.session() as session:
+    def read(session: Session) -> dict[int, RowData]:
         return {
             r.id: RowData(r.id, r.position, r.messages, r.tools, r.reference, r.metadata_ or {})
             for r in session.scalars(select(DatasetRow).where(DatasetRow.id.in_(row_ids)))
         }
+
+    return store.retrying(read)  # a read: safe to redo if the connection drops meanwhile
 
 
 @dataclass
@@ -225,3 +229,75 @@ class JudgeCaller:
         values.update(status="judge_unparseable", error=parsed.error)
         # An unparseable answer is not cached: a retry may parse.
         return Outcome(values)
+
+
+NO_OPPONENT = (
+    "the baseline's generation for this row failed: there is no baseline output to compare with"
+)
+
+
+@dataclass
+class PairJudgeCaller:
+    """Judges a candidate output against the baseline's output for the same row, one order per
+    call (``rubrics/pairwise.py``): ``sample_index = 2*k + o``, ``o = 1`` puts the candidate in
+    position A, ``o = 0`` in position B. ``score`` is 1 (candidate preferred), 0.5 (tie) or 0."""
+
+    caller: ModelCaller
+    version: RubricVersion
+    judge_id: int
+    endpoint: ModelInfo  # the judge's: its default params apply over the judge defaults
+    seed: int = 0
+    structured: bool = True
+
+    def write_cache(self, session: Session, entries: list[Any]) -> None:
+        if self.caller.cache is not None:
+            self.caller.cache.store_many(entries, session)
+
+    async def judge(
+        self,
+        row: RowData,
+        output: dict[str, Any],
+        sample_index: int,
+        opponent_id: int | None,
+        opponent_output: dict[str, Any] | None,
+    ) -> Outcome:
+        position = a_position(sample_index)
+        base: dict[str, Any] = {
+            "rubric_version_id": self.version.id,
+            "judge_id": self.judge_id,
+            "sample_index": sample_index,
+            "candidate_position": position,
+            "opponent_generation_id": opponent_id,
+        }
+        if opponent_output is None:
+            return Outcome({**base, "status": "judge_failed", "error": NO_OPPONENT}, None, False)
+        result = await judge_order(
+            self.caller,
+            self.endpoint,
+            self.version,
+            row,
+            output,
+            opponent_output,
+            sample_index=sample_index,
+            seed=self.seed,
+            structured=self.structured,
+        )
+        values = {
+            **base,
+            "status": result.status,
+            "reasoning": result.reasoning,
+            "raw_output": result.raw_output,
+            "error": result.error,
+            "latency_ms": result.latency_ms,
+            "input_tokens": result.input_tokens,
+            "output_tokens": result.output_tokens,
+            "cost_usd": result.cost_usd,
+        }
+        if result.winner is not None:
+            values["preference"] = PREFERENCE[result.winner]
+            values["score"] = values["judge_score"] = PREFERENCE_SCORE[values["preference"]]
+        return Outcome(values, result.cache_entry)
+
+
+PREFERENCE = {"a": "candidate", "b": "baseline", "tie": "tie"}
+PREFERENCE_SCORE = {"candidate": 1.0, "tie": 0.5, "baseline": 0.0}

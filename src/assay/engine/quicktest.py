@@ -74,6 +74,12 @@ async def quick_test(
         raise ValidationError(f"a quick test takes at most {MAX_ROWS} rows; use a run group")
     with store.session() as session:
         pinned = rubric_version(session, rubric, version)
+        if pinned.kind == "pairwise":
+            raise ValidationError(
+                f"rubric {rubric!r} v{pinned.version} is pairwise: it compares two outputs, and "
+                "the quick test judges one; run a small run group instead (assay run start "
+                "EVAL --sample-size 5), which judges each candidate against the baseline"
+            )
         session.expunge(pinned)
         ds = dataset_by_name(session, dataset)
         ids = dict(

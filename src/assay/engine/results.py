@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from assay.engine.groups import GroupInfo, group_info
 from assay.errors import NotFoundError, ValidationError
 from assay.rubrics.judge import JudgePrompt, build_judge_prompt
+from assay.rubrics.pairwise import build_pair_prompt
 from assay.stats.aggregate import summarize_runs
-from assay.stats.outcomes import join_outcome, outcome_select
+from assay.stats.outcomes import join_outcome, judgments_per_output, outcome_select
 from assay.stats.summary import OUTCOMES, RunSummary
 from assay.store import Store
 from assay.store.lookup import run_group_by_id
@@ -68,6 +69,9 @@ class JudgmentDetail(BaseModel):
     error: str | None
     latency_ms: float | None
     cost_usd: float | None
+    # Pairwise rubrics: where this arm's output stood, and which output the judge preferred.
+    candidate_position: str | None = None  # "A" | "B"
+    preference: str | None = None  # candidate | baseline | tie
 
 
 class ArmDetail(BaseModel):
@@ -236,6 +240,10 @@ def rows_page(
         runs = _runs(session, group)
         selected = [_run_by_model(runs, model)] if model else runs
         baseline = next((r for r in runs if r.role == "baseline"), None)
+        samples = judgments_per_output(session, group)
+        if samples != group.judge_samples:  # pairwise: the baseline is compared with, not judged
+            selected = [r for r in selected if r.role != "baseline"]
+            baseline = None
         query = (
             select(DatasetRow.position, Run.label, Run.role)
             .select_from(RunGroupRow)
@@ -244,11 +252,11 @@ def rows_page(
             .where(RunGroupRow.group_id == group.id, Run.id.in_([r.id for r in selected]))
         )
         query, run_status, score, generation_id = join_outcome(
-            query, group.id, group.judge_samples, [r.id for r in selected], Run.id,
+            query, group.id, samples, [r.id for r in selected], Run.id,
             RunGroupRow.row_id,
         )  # fmt: skip
         query, _, base_score, _ = join_outcome(
-            query, group.id, group.judge_samples, [baseline.id] if baseline else [],
+            query, group.id, samples, [baseline.id] if baseline else [],
             baseline.id if baseline else -1, RunGroupRow.row_id,
         )  # fmt: skip
         diff = (score - base_score).label("diff")
@@ -362,6 +370,8 @@ def row_detail(store: Store, group_id: int, position: int) -> RowDetail:
                 f"(see `assay run rows {group_id}`)"
             )
         runs = _runs(session, group)
+        samples = judgments_per_output(session, group)
+        pairwise = samples != group.judge_samples
         generations = {
             g.run_id: g
             for g in session.scalars(
@@ -373,7 +383,7 @@ def row_detail(store: Store, group_id: int, position: int) -> RowDetail:
         statuses = {
             line.run_id: (line.status, line.score)
             for line in session.execute(
-                outcome_select(group.id, group.judge_samples, [r.id for r in runs]).where(
+                outcome_select(group.id, samples, [r.id for r in runs]).where(
                     Generation.row_id == row.id
                 )
             )
@@ -392,6 +402,8 @@ def row_detail(store: Store, group_id: int, position: int) -> RowDetail:
         for run in runs:
             generation = generations.get(run.id)
             outcome, score = statuses.get(run.id, ("pending", None))
+            if pairwise and run.role == "baseline" and generation is not None:
+                outcome = generation.status  # the opponent: generated, never judged itself
             arms.append(
                 ArmDetail(
                     model=run.label,
@@ -416,6 +428,8 @@ def row_detail(store: Store, group_id: int, position: int) -> RowDetail:
                             error=j.error,
                             latency_ms=j.latency_ms,
                             cost_usd=j.cost_usd,
+                            candidate_position=j.candidate_position,
+                            preference=j.preference,
                         )
                         for j in (judgments.get(generation.id, []) if generation else [])
                     ],
@@ -444,9 +458,28 @@ def judge_prompt_for(store: Store, group_id: int, position: int, model: str) -> 
         raise ValidationError(f"{model} has no output for row {position}: nothing was judged")
     with store.session() as session:
         version = group_version(session, run_group_by_id(session, group_id))
+        if version.kind == "pairwise":
+            return _pair_prompt(version, detail, arm)
         return build_judge_prompt(
             version, detail.messages, detail.reference, arm.output, detail.metadata
         )
+
+
+def _pair_prompt(version: Any, detail: RowDetail, arm: ArmDetail) -> JudgePrompt:
+    """A pairwise prompt, in the order with the candidate in position A (the other order
+    swaps the two responses)."""
+    if arm.role == "baseline":
+        raise ValidationError(
+            f"{arm.model} is the baseline of a pairwise group: it is compared with, not judged; "
+            "pick a candidate"
+        )
+    baseline = next((a for a in detail.arms if a.role == "baseline"), None)
+    if baseline is None or baseline.output is None:
+        raise ValidationError(f"the baseline has no output for row {detail.row} to compare with")
+    prompt = build_pair_prompt(
+        version, detail.messages, detail.reference, arm.output, baseline.output, detail.metadata
+    )
+    return JudgePrompt(system=prompt.system, user=prompt.user)
 
 
 def neighbor_rows(store: Store, group_id: int, position: int) -> tuple[int | None, int | None]:

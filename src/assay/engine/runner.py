@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, literal, select
 from sqlalchemy.orm import Session
 
-from assay.engine.calls import ArmCaller, CapturedArm, JudgeCaller, ModelArm
+from assay.engine.calls import ArmCaller, CapturedArm, JudgeCaller, ModelArm, PairJudgeCaller
 from assay.engine.executor import GroupExecutor, RunProgress
 from assay.engine.groups import HEARTBEAT_STALE_AFTER, GroupInfo, group_info, worker_alive
 from assay.errors import ValidationError
 from assay.providers import ModelCaller, check_api_keys, get_model
 from assay.rubrics.checkfile import spec_from_version
 from assay.store import Store
+from assay.store.db import RETRY_SECONDS
 from assay.store.lookup import endpoint_by_name, rubric_version, run_group_by_id
 from assay.store.models import (
     DatasetRow,
@@ -76,13 +77,20 @@ async def execute_group(store: Store, group_id: int, options: ExecutionOptions) 
             for run_id, name in names.items()
         }
         judge_model = get_model(store, judge_name)
-        judge = JudgeCaller(
-            _caller(store, judge_name, options),
-            version,
-            judge_model.id,
-            params=dict(judge_model.params),
-            seed=seed,
-        )
+        judge: JudgeCaller | PairJudgeCaller
+        if version.kind == "pairwise":
+            assert judge_model.id is not None
+            judge = PairJudgeCaller(
+                _caller(store, judge_name, options), version, judge_model.id, judge_model, seed
+            )
+        else:
+            judge = JudgeCaller(
+                _caller(store, judge_name, options),
+                version,
+                judge_model.id,
+                params=dict(judge_model.params),
+                seed=seed,
+            )
     finally:
         gc.freeze()
         gc.enable()
@@ -97,9 +105,11 @@ async def execute_group(store: Store, group_id: int, options: ExecutionOptions) 
         retry_failed=options.retry_failed,
         on_progress=options.on_progress,
     )
-    try:
+    interactive, store.retry_seconds = store.retry_seconds, RETRY_SECONDS
+    try:  # an unattended run rides out a database restart
         return await executor.run()
     finally:
+        store.retry_seconds = interactive
         for caller in callers:
             await caller.aclose()
         store.refresh_statistics("generations", "judgments")

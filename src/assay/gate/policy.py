@@ -26,12 +26,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from assay.errors import ValidationError
+from assay.gate.calibration import CalibrationRequirement
 
 DEFAULT_MARGIN_FRACTION = 0.05
 """Without an explicit margin: 5 % of the rubric's range (0.45 points on 1-10)."""
 DEFAULT_MIN_PAIRED_ROWS = 30
 DEFAULT_MAX_FAILURE_RATE = 0.2
 DEFAULT_MAX_FAILURE_INCREASE = 0.05
+DEFAULT_WIN_RATE_MARGIN = 0.05
 
 
 class PolicyError(ValidationError):
@@ -50,6 +52,8 @@ class Thresholds(BaseModel):
     min_paired_rows: int | None = Field(None, ge=2)
     protected_slices: list[str] | None = None
     max_noise_share: float | None = Field(None, ge=0)
+    win_rate_margin: float | None = Field(None, ge=0, le=0.5)
+    calibration: CalibrationRequirement | None = None  # see gate/calibration.py
 
 
 class Policy(BaseModel):
@@ -73,6 +77,10 @@ class AppliedPolicy(BaseModel):
     min_paired_rows: int
     protected_slices: list[str]
     max_noise_share: float | None
+    # Pairwise rubrics: PASS needs the win rate's lower bound at or above 0.5 - this margin.
+    win_rate_margin: float = DEFAULT_WIN_RATE_MARGIN
+    # A calibrated judge required before any PASS (gate/calibration.py); None: not required.
+    calibration: CalibrationRequirement | None = None
 
 
 def load_policy(path: Path) -> Policy:
@@ -176,6 +184,8 @@ def resolve(
         min_paired_rows=section.get("min_paired_rows", DEFAULT_MIN_PAIRED_ROWS),
         protected_slices=list(dict.fromkeys(section.get("protected_slices", []))),
         max_noise_share=section.get("max_noise_share"),
+        win_rate_margin=section.get("win_rate_margin", DEFAULT_WIN_RATE_MARGIN),
+        calibration=section.get("calibration"),
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import orjson
 
 from assay.gate.verdict import CandidateVerdict, GateResult
+from assay.stats.pairwise import format_win_rate
 
 FORMATS = ("text", "markdown", "json", "junit")
 BAR_WIDTH = 41
@@ -161,6 +162,12 @@ def evidence(v: CandidateVerdict) -> list[str]:
     c = v.comparison
     d = c.paired
     lines = []
+    if c.pairwise is not None:
+        s = c.pairwise
+        lines.append(
+            f"pairwise: win rate {format_win_rate(s)} ({s.flipped}/{s.rows} rows flipped with "
+            f"the order, counted as ties); mean = win rate, delta = win rate - 0.5, Wilson CI"
+        )
     if d.test != "none" and d.p_value is not None:
         effect = f", effect size d_z {signed(d.effect_size)}" if d.effect_size is not None else ""
         lines.append(f"{d.test} test p = {d.p_value:.3g}{effect}")

@@ -25,7 +25,10 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from assay.errors import ValidationError
+from assay.gate.calibration import require_calibration
 from assay.gate.checks import Check, ci_check, failure_checks, noise_check, slice_checks
+from assay.gate.pairwise import compare_pairwise, is_pairwise, pairwise_checks, refuse_unsupported
+from assay.gate.pairwise import rows_to_settle as win_rate_rows_to_settle
 from assay.gate.policy import (
     AppliedPolicy,
     Policy,
@@ -84,14 +87,18 @@ def run_gate(
         raise ValidationError("give a policy file or an inline policy, not both")
     if policy_path is not None:
         policy = load_policy(path=policy_path)
-    comparison = compare_group(
-        store,
-        group_id,
-        slice_by=[*slice_by, *protected_keys(policy)],
-        against_baseline=against_baseline,
-        resamples=resamples,
-        seed=seed,
-    )
+    if is_pairwise(store, group_id):  # gated on the win rate: gate/pairwise.py
+        refuse_unsupported(policy, slice_by, against_baseline)
+        comparison = compare_pairwise(store, group_id)
+    else:
+        comparison = compare_group(
+            store,
+            group_id,
+            slice_by=[*slice_by, *protected_keys(policy)],
+            against_baseline=against_baseline,
+            resamples=resamples,
+            seed=seed,
+        )
     header = comparison.header()
     source = "defaults" if policy is None else "inline"
     if policy_path is not None:
@@ -105,7 +112,11 @@ def run_gate(
             )
             continue
         applied = resolve(policy, candidate.arm.model, header.score_min, header.score_max, source)
-        verdicts.append(decide(candidate, header, applied))
+        if candidate.pairwise is not None:  # the margin is on the win rate's scale
+            applied = applied.model_copy(
+                update={"margin": applied.win_rate_margin, "margin_from": "win_rate_margin"}
+            )
+        verdicts.append(require_calibration(store, header, decide(candidate, header, applied)))
     if not verdicts:
         raise ValidationError(f"run group {group_id} has no candidate arm to gate")
     models = [c.arm.model for c in comparison.candidates]
@@ -141,6 +152,8 @@ def exit_code(verdicts: list[CandidateVerdict]) -> int:
 
 def decide(c: CandidateComparison, group: GroupHeader, p: AppliedPolicy) -> CandidateVerdict:
     """Apply one policy section to one comparison (pure: no store)."""
+    if c.pairwise is not None:
+        return _decide_pairwise(c, group, p)
     checks = [*failure_checks(c, p)]
     needed: int | None = None
     n = c.paired.n_pairs
@@ -170,18 +183,49 @@ def decide(c: CandidateComparison, group: GroupHeader, p: AppliedPolicy) -> Cand
     noise = noise_check(c, group, p)
     if noise is not None:
         checks.append(noise)
-    statuses = {check.status for check in checks}
-    decision: Decision = (
-        "FAIL" if "fail" in statuses else "INCONCLUSIVE" if "inconclusive" in statuses else "PASS"
-    )
+    decision = _decision(checks)
     if decision == "INCONCLUSIVE" and not enough:
         needed = max(needed or 0, p.min_paired_rows)
-    rerun = None
-    if decision == "INCONCLUSIVE" and needed is not None:
-        rerun = _sample_size_for(needed, c, group)
+    return _verdict(c, group, p, checks, decision, needed)
+
+
+def _decide_pairwise(
+    c: CandidateComparison, group: GroupHeader, p: AppliedPolicy
+) -> CandidateVerdict:
+    """A pairwise candidate: its win rate against 0.5 - win_rate_margin (gate/pairwise.py)."""
+    assert c.pairwise is not None
+    checks = pairwise_checks(c, p)
+    decision = _decision(checks)
+    needed = None
+    if decision == "INCONCLUSIVE":
+        needed = max(p.min_paired_rows, win_rate_rows_to_settle(c.pairwise, p) or 0)
+    return _verdict(c, group, p, checks, decision, needed)
+
+
+def _decision(checks: list[Check]) -> Decision:
+    """FAIL if any check fails, else INCONCLUSIVE if any is, else PASS."""
+    statuses = {check.status for check in checks}
+    if "fail" in statuses:
+        return "FAIL"
+    return "INCONCLUSIVE" if "inconclusive" in statuses else "PASS"
+
+
+def _verdict(
+    c: CandidateComparison,
+    group: GroupHeader,
+    p: AppliedPolicy,
+    checks: list[Check],
+    decision: Decision,
+    needed: int | None,
+) -> CandidateVerdict:
+    """The verdict with its reasons: the checks behind the decision, and for INCONCLUSIVE the
+    sample size that would settle it."""
+    if decision != "INCONCLUSIVE":
+        needed = None
+    rerun = _sample_size_for(needed, c, group) if needed is not None else None
     wanted = "fail" if decision == "FAIL" else "inconclusive"
     reasons = [check.message for check in checks if check.status == wanted]
-    if decision == "INCONCLUSIVE" and rerun is not None:
+    if rerun is not None:
         reasons.append(_rerun_advice(rerun, group))
     return CandidateVerdict(
         model=c.arm.model,
@@ -191,7 +235,7 @@ def decide(c: CandidateComparison, group: GroupHeader, p: AppliedPolicy) -> Cand
         reasons=reasons if decision != "PASS" else [],
         checks=checks,
         policy=p,
-        rows_needed=needed if decision == "INCONCLUSIVE" else None,
+        rows_needed=needed,
         rerun_sample_size=rerun,
         comparison=c,
     )

@@ -85,9 +85,8 @@ class ResponseCache:
         found: dict[str, dict[str, Any]] = {}
         if not unique:
             return found
-        if session is None:
-            with self.store.session() as own:
-                return self.lookup(unique, own)
+        if session is None:  # a read: safe to redo if the connection drops meanwhile
+            return self.store.retrying(lambda own: self.lookup(unique, own))
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
             rows = session.execute(

@@ -30,7 +30,15 @@ from assay.providers.local_model import BUNDLED_FILE, INSTALL_HINT, bundled_pack
 from assay.providers.types import ProviderError
 from assay.store import Store
 from assay.store.lookup import endpoint_by_name
-from assay.store.models import EvalDefinition, Judgment, ModelEndpoint, Run, RunGroup
+from assay.store.models import (
+    Alias,
+    AliasEvent,
+    EvalDefinition,
+    Judgment,
+    ModelEndpoint,
+    Run,
+    RunGroup,
+)
 
 PROVIDERS = ("openai", "anthropic", "local")
 # A local endpoint's base URL: it has none, but the URL is part of every cache key.
@@ -410,10 +418,16 @@ def _references(session: Session, endpoint_id: int) -> list[str]:
     ]
     if names:
         users.append(f"eval definition(s) {', '.join(repr(n) for n in names)}")
+    aliases = session.scalars(
+        select(Alias.name).where(Alias.endpoint_id == endpoint_id).order_by(Alias.name)
+    ).all()
+    if aliases:
+        users.append(f"deployment alias(es) {', '.join(repr(a) for a in aliases)}")
     counts = (
         ("run(s)", Run, Run.endpoint_id),
         ("run group(s) as judge", RunGroup, RunGroup.judge_id),
         ("judgment(s)", Judgment, Judgment.judge_id),
+        ("alias change(s) in history", AliasEvent, AliasEvent.endpoint_id),
     )
     for label, table, column in counts:
         count = session.scalar(select(func.count()).select_from(table).where(column == endpoint_id))

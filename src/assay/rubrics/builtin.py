@@ -1,7 +1,8 @@
 """The built-in rubric templates: one ``templates/NAME.jinja`` file is one template.
 
 Each file opens with a Jinja comment ``{# description: One line. #}``; the file name is the
-template's name. Adding a template is adding a file.
+template's name. Adding a template is adding a file. A pairwise template (two responses,
+``rubrics/pairwise.py``) says so on its second line: ``{# kind: pairwise #}``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from assay.errors import NotFoundError
 
 _DESCRIPTION = re.compile(r"\{#-?\s*description:\s*(?P<text>[^\n]+?)\s*-?#\}")
+_KIND = re.compile(r"\{#-?\s*kind:\s*(?P<kind>pointwise|pairwise)\s*-?#\}")
 
 
 class TemplateInfo(BaseModel):
@@ -23,6 +25,7 @@ class TemplateInfo(BaseModel):
     name: str
     description: str
     text: str
+    kind: str = "pointwise"  # pointwise | pairwise
 
 
 def list_templates() -> list[TemplateInfo]:
@@ -38,12 +41,18 @@ def _load() -> tuple[TemplateInfo, ...]:
         if not entry.name.endswith(".jinja"):
             continue
         text = entry.read_text(encoding="utf-8")
-        first_line = text.split("\n", 1)[0]
+        first_line, second_line, *_ = [*text.split("\n", 2), "", ""]
         match = _DESCRIPTION.fullmatch(first_line.strip())
+        kind = _KIND.fullmatch(second_line.strip())
         if not match:  # a packaging mistake, caught by the tests
             raise RuntimeError(f"built-in template {entry.name} has no description header")
         found.append(
-            TemplateInfo(name=entry.name[: -len(".jinja")], description=match["text"], text=text)
+            TemplateInfo(
+                name=entry.name[: -len(".jinja")],
+                description=match["text"],
+                text=text,
+                kind=kind["kind"] if kind else "pointwise",
+            )
         )
     return tuple(sorted(found, key=lambda info: info.name))
 

@@ -245,13 +245,17 @@ def create_rubric(
     score_max: int = 10,
     description: str | None = None,
     checks: ChecksSpec | dict[str, Any] | list[Any] | None = None,
+    note: str | None = None,
+    kind: str | None = None,
 ) -> RubricVersionInfo:
     """Create a rubric and its version 1 from a built-in ``template`` or a template ``text``.
 
     ``origin`` records where the text came from (``file:PATH``); a built-in template sets it
     to ``template:NAME`` and, without a ``description``, lends the rubric its own.
     ``checks`` are deterministic checks with their combine rule (a parsed spec, or the data
-    of a checks file; see docs/checks.md).
+    of a checks file; see docs/checks.md). ``kind`` is ``pointwise`` (a score per output) or
+    ``pairwise`` (a preference between two outputs, docs/pairwise.md); a built-in template
+    brings its own kind, a text defaults to pointwise.
     """
     _check_name(name)
     if (template is None) == (text is None):
@@ -263,23 +267,38 @@ def create_rubric(
         builtin = get_template(template)
         text, origin = builtin.text, f"template:{builtin.name}"
         description = description or builtin.description
+        if kind is not None and kind != builtin.kind:
+            raise ValidationError(
+                f"built-in template {builtin.name!r} is {builtin.kind}, not {kind}; pick a "
+                f"{kind} template or leave out the kind"
+            )
+        kind = builtin.kind
+    kind = kind or "pointwise"
+    if kind not in ("pointwise", "pairwise"):
+        raise ValidationError(f"unknown rubric kind {kind!r}: use pointwise or pairwise")
+    if kind == "pairwise" and stored_checks is not None:
+        raise ValidationError(
+            "deterministic checks score one output; a pairwise rubric compares two, so it "
+            "takes no checks"
+        )
     assert text is not None
     try:
         with store.session() as session:
             if session.scalars(select(Rubric.id).where(Rubric.name == name)).first():
                 raise AlreadyExistsError(f"a rubric named {name!r} already exists")
-            validate_template(text)
+            validate_template(text, kind)
             rubric = Rubric(name=name, description=description)
             version = RubricVersion(
                 rubric=rubric,
                 version=1,
-                kind="pointwise",
+                kind=kind,
                 template=text,
                 score_min=score_min,
                 score_max=score_max,
                 checks=stored_checks,
                 combine=combine,
                 origin=origin,
+                note=note,  # how version 1 came to be, e.g. a drafting model's summary
             )
             session.add_all([rubric, version])
             session.flush()
@@ -339,7 +358,9 @@ def edit_rubric(
                     "same too)"
                 )
             if text is not None:
-                validate_template(text)
+                validate_template(text, latest.kind)
+            if latest.kind == "pairwise" and new_checks is not None:
+                raise ValidationError("a pairwise rubric takes no deterministic checks")
             version = RubricVersion(
                 rubric_id=rubric.id,
                 version=latest.version + 1,
@@ -430,6 +451,11 @@ def render_for_row(
     with store.session() as session:
         found = _find_rubric(session, rubric)
         pinned = _version_info(found, _find_version(session, found, version))
+        if pinned.kind == "pairwise":
+            raise ValidationError(
+                f"rubric {rubric!r} is pairwise: its prompt shows two responses, so it is not "
+                "rendered for one; a run group judges each candidate against the baseline"
+            )
         row = _load_row(session, dataset, position)
         messages, reference, metadata = row.messages, row.reference, row.metadata_
     if response is None:

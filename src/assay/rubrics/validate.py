@@ -17,6 +17,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.meta import find_undeclared_variables
 
 from assay.errors import TemplateError
+from assay.rubrics.pairwise import PAIR_DELIMITERS, PAIRWISE_VARIABLES, delimit_pair_response
 from assay.rubrics.render import (
     HELPERS,
     SANDBOX,
@@ -44,8 +45,11 @@ _UNSAFE_ATTRIBUTES = frozenset(
 _UNSAFE_FORMAT_FIELD = re.compile(r"\{[^{}]*[.\[]\s*_")
 
 
-def validate_template(text: str) -> list[str]:
+def validate_template(text: str, kind: str = "pointwise") -> list[str]:
     """Check a template as a rubric needs it; return the variables it uses, sorted.
+
+    ``kind="pairwise"`` checks a pairwise template (``rubrics/pairwise.py``): it must use
+    ``{{ response_a }}`` and ``{{ response_b }}`` instead of ``{{ eval_model_response }}``.
 
     Raises ``TemplateError`` (with the line number where there is one) for an empty or too
     long template, a syntax error, an unknown filter or test, an unknown variable, a missing
@@ -58,12 +62,14 @@ def validate_template(text: str) -> list[str]:
         raise TemplateError(
             f"the template has {len(text)} characters; the limit is {MAX_TEMPLATE_CHARS}"
         )
-    for delimiter in (RESPONSE_START, RESPONSE_END):
+    pairwise = kind == "pairwise"
+    allowed = PAIRWISE_VARIABLES if pairwise else TEMPLATE_VARIABLES
+    for delimiter in (RESPONSE_START, RESPONSE_END, *PAIR_DELIMITERS):
         if delimiter in text:
             line = text[: text.index(delimiter)].count("\n") + 1
             raise TemplateError(
                 f"line {line}: the template contains {delimiter}, which is reserved to mark "
-                "the response under test; {{ eval_model_response }} adds the delimiters itself"
+                "the responses judged; the response variables add the delimiters themselves"
             )
     compile_checked(text)  # syntax errors, and templates nested too deeply to compile
     try:
@@ -74,9 +80,18 @@ def validate_template(text: str) -> list[str]:
         raise TemplateError(syntax_message(exc, text)) from exc
     except RecursionError as exc:  # the walks over the syntax tree recurse too
         raise TemplateError("the template is nested too deeply to check; flatten it") from exc
-    unknown = sorted(used - set(TEMPLATE_VARIABLES) - set(HELPERS))
+    unknown = sorted(used - set(allowed) - set(HELPERS))
     if unknown:
-        raise TemplateError(_unknown_message(unknown, ast))
+        raise TemplateError(_unknown_message(unknown, ast, allowed))
+    if pairwise:
+        for name in ("response_a", "response_b"):
+            if name not in used:
+                raise TemplateError(
+                    f"a pairwise template must contain {{{{ {name} }}}}: the judge compares "
+                    "two responses, {{ response_a }} and {{ response_b }}"
+                )
+        _trial_render(text, pairwise=True)
+        return sorted(used & set(allowed))
     if "eval_model_response" not in used:
         raise TemplateError(
             "the template must contain {{ eval_model_response }}: without it the judge never "
@@ -93,18 +108,20 @@ def _first_line(ast: nodes.Template, name: str) -> int | None:
     return None
 
 
-def _unknown_message(unknown: list[str], ast: nodes.Template) -> str:
+def _unknown_message(
+    unknown: list[str], ast: nodes.Template, allowed: tuple[str, ...] = TEMPLATE_VARIABLES
+) -> str:
     parts = []
     for name in unknown:
         part = f"{name!r} (line {_first_line(ast, name)})"
-        close = difflib.get_close_matches(name, TEMPLATE_VARIABLES, n=1)
+        close = difflib.get_close_matches(name, allowed, n=1)
         if close:
             part += f", did you mean {close[0]!r}?"
         parts.append(part)
     noun = "variable" if len(unknown) == 1 else "variables"
     return (
         f"unknown template {noun}: {'; '.join(parts)}. A rubric template can use "
-        f"{', '.join(TEMPLATE_VARIABLES)}; row metadata is reached as {{{{ metadata.KEY }}}} "
+        f"{', '.join(allowed)}; row metadata is reached as {{{{ metadata.KEY }}}} "
         'or {{ metadata["KEY"] }}'
     )
 
@@ -186,7 +203,7 @@ class _SampleMetadata(dict):  # type: ignore[type-arg]
         return f"(metadata {key})"
 
 
-def _trial_render(text: str) -> None:
+def _trial_render(text: str, *, pairwise: bool = False) -> None:
     """Render once on sample data; only sandbox and runaway failures count at creation.
 
     Other errors (a type mismatch on a metadata value, say) depend on the row and are
@@ -200,6 +217,10 @@ def _trial_render(text: str) -> None:
         "score_min": 1,
         "score_max": 10,
     }
+    if pairwise:
+        del sample["eval_model_response"], sample["score_min"], sample["score_max"]
+        sample["response_a"] = delimit_pair_response("Sample answer A.", "A")
+        sample["response_b"] = delimit_pair_response("Sample answer B.", "B")
     try:
         render_template(text, sample)
     except TemplateError as exc:

@@ -12,6 +12,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from assay.stats.outcomes import outcome_select
+from assay.stats.pairwise import summarize_pairwise
 from assay.stats.summary import OUTCOMES, RunSummary, check_stats, distribution
 from assay.store.models import Generation, RubricVersion, Run, RunGroup
 
@@ -21,6 +22,9 @@ def summarize_runs(session: Session, group: RunGroup, runs: list[Run]) -> list[R
     version = session.get(RubricVersion, group.rubric_version_id)
     assert version is not None
     run_ids = [r.id for r in runs]
+    if version.kind == "pairwise":
+        latencies = _latency_percentiles(session, run_ids, (50, 90))
+        return summarize_pairwise(session, group, runs, latencies)
     baseline = next((r for r in runs if r.role == "baseline"), None)
     lines = _lines(session, group, run_ids, baseline.id if baseline else None)
     latencies = _latency_percentiles(session, run_ids, (50, 90))

@@ -29,6 +29,7 @@ from assay.stats.compare_load import (
     sampled_rows,
     slice_values,
 )
+from assay.stats.pairwise import PairwiseStats
 from assay.store import Store
 from assay.store.lookup import run_group_by_id
 
@@ -74,6 +75,9 @@ class CandidateComparison(BaseModel):
     mde: float | None  # smallest difference these paired rows detect at 80 % power
     rows_needed: int | None  # paired rows to detect the observed difference at 80 % power
     top_regressions: list[RowDiff]
+    # Pairwise rubrics (gate/pairwise.py): the win rate against the baseline; ``paired`` then
+    # holds it as a difference from 0.5 (mean_candidate = win rate, mean_diff = win rate - 0.5).
+    pairwise: PairwiseStats | None = None
 
 
 class GroupHeader(BaseModel):

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Integer, and_, case, cast, func, literal, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import ColumnElement, Select
 
-from assay.store.models import Generation, Judgment
+from assay.store.models import Generation, Judgment, RubricVersion, RunGroup
 
 
 def outcome_select(group_id: int, judge_samples: int, run_ids: Sequence[int]) -> Select:
@@ -69,6 +69,14 @@ def outcome_select(group_id: int, judge_samples: int, run_ids: Sequence[int]) ->
         .where(Generation.run_id.in_(list(run_ids)))
     )
     return query if judge_samples == 1 else query.group_by(Generation.id)
+
+
+def judgments_per_output(session: Session, group: RunGroup) -> int:
+    """The judgments a judged output has in a group: ``judge_samples``, twice that with a
+    pairwise rubric (both orders); pass it as ``judge_samples`` to the selects here."""
+    version = session.get(RubricVersion, group.rubric_version_id)
+    both_orders = version is not None and version.kind == "pairwise"
+    return group.judge_samples * (2 if both_orders else 1)
 
 
 def _single(generation: Any, judgment: Any) -> tuple[ColumnElement[str], ColumnElement[Any]]:

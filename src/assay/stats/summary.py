@@ -20,7 +20,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assay.stats.outcomes import outcome_select
+from assay.stats.outcomes import judgments_per_output, outcome_select
+from assay.stats.pairwise import PairwiseStats
 from assay.store.models import Generation, Judgment, RubricVersion, RunGroup
 
 OUTCOMES = ("scored", "generation_failed", "judge_failed", "judge_unparseable", "pending")
@@ -83,11 +84,15 @@ class RunSummary(BaseModel):
     mean_diff_vs_baseline: float | None = None
     # Per deterministic check of the rubric version, in its order (empty without checks).
     checks: list[CheckStat] = []
+    # Pairwise rubrics: this arm against the baseline (win rate, W/T/L, flips); then the
+    # score fields above are None and ``scored`` counts the rows with a verdict.
+    pairwise: PairwiseStats | None = None
 
 
 def row_outcomes(session: Session, group: RunGroup, run_id: int) -> dict[int, RowOutcome]:
-    """Outcome of every sampled row that has a generation in this run, keyed by row id."""
-    query = outcome_select(group.id, group.judge_samples, [run_id])
+    """Outcome of every sampled row that has a generation in this run, keyed by row id (for a
+    pairwise group, a candidate row's score is its mean preference: 1, 0.5 or 0 per order)."""
+    query = outcome_select(group.id, judgments_per_output(session, group), [run_id])
     return {
         line.row_id: RowOutcome(
             line.row_id,

@@ -176,6 +176,7 @@ class InferenceDetail(InferenceSummary):
     ttft_ms: float | None
     prompt_hash: str | None
     request_truncated: bool
+    response_truncated: bool
     request_body: dict[str, Any] | None
     response_body: dict[str, Any] | None
     metadata: dict[str, Any]

@@ -27,13 +27,15 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import OperationalError
 
 from assay.capture.records import prompt_hash
 from assay.datasets._anthropic import uses_anthropic
 from assay.datasets.formats import LineError, load_line
 from assay.datasets.service import LineIssue
-from assay.errors import ImportFileError
+from assay.errors import ImportFileError, StoreError
 from assay.store import Store
+from assay.store.db import describe_failure
 from assay.store.models import Inference, InferenceTag
 
 BATCH_ROWS = 1000
@@ -81,26 +83,30 @@ def import_traffic(
     size = _check_file(path)
     paired = _load_requests(Path(requests)) if requests is not None else {}
     run = _Run(paired, environment, task)
-    with store.engine.begin() as conn, path.open("rb") as file:
-        done = 0
-        for line_no, raw in enumerate(file, start=1):
-            run.lines_read = line_no
-            done += len(raw)
-            if raw.isspace():
-                continue
-            run.nonblank += 1
-            try:
-                run.pending.append(to_inference(load_line(raw), raw, paired, environment, task))
-            except LineError as exc:
-                run.skip(line_no, exc.reason)
-                continue
-            if len(run.pending) >= BATCH_ROWS:
-                run.flush(conn)
-                if progress is not None:
-                    progress(done, size)
-        run.flush(conn)
-        if run.imported + run.present == 0:
-            raise ImportFileError(run.nothing_valid(path.name))
+    try:
+        with store.engine.begin() as conn, path.open("rb") as file:
+            done = 0
+            for line_no, raw in enumerate(file, start=1):
+                run.lines_read = line_no
+                done += len(raw)
+                if raw.isspace():
+                    continue
+                run.nonblank += 1
+                try:
+                    run.pending.append(to_inference(load_line(raw), raw, paired, environment, task))
+                except LineError as exc:
+                    run.skip(line_no, exc.reason)
+                    continue
+                if len(run.pending) >= BATCH_ROWS:
+                    run.flush(conn)
+                    if progress is not None:
+                        progress(done, size)
+            run.flush(conn)
+            if run.imported + run.present == 0:
+                raise ImportFileError(run.nothing_valid(path.name))
+    except OperationalError as exc:  # disk full, connection lost, locked: all rolled back
+        failure = describe_failure(exc, store.engine)
+        raise StoreError(f"{path.name} was not imported: {failure}") from exc
     if progress is not None:
         progress(size, size)
     return TrafficImportReport(
@@ -303,6 +309,7 @@ def _from_batch(obj: dict[str, Any], paired: dict[str, Any]) -> dict[str, Any]:
         "streamed": False,
         "request_body": request,
         "request_truncated": False,
+        "response_truncated": False,
         "response_body": body,
         "metadata": {"custom_id": custom_id},
         **_usage(body),
@@ -341,6 +348,7 @@ def _from_export(obj: dict[str, Any], raw: bytes) -> dict[str, Any]:
         "streamed": bool(obj.get("streamed", False)),
         "request_body": request,
         "request_truncated": bool(obj.get("request_truncated", False)),
+        "response_truncated": bool(obj.get("response_truncated", False)),
         "response_body": response,
         "metadata": obj.get("metadata") or {},
         **_usage(response),

@@ -25,10 +25,11 @@ from assay.datasets import (
     list_datasets,
 )
 from assay.datasets.export import export_lines
+from assay.datasets.from_run import FromRunReport, create_dataset_from_run
 from assay.errors import LimitExceededError
 from assay.store import Store
 from assay.web import uploads
-from assay.web.api.common import Page, errors
+from assay.web.api.common import MAX_INT, Page, errors
 from assay.web.deps import PagingDep, StoreDep
 
 router = APIRouter(tags=["datasets"], responses=errors(404, 422))
@@ -188,6 +189,54 @@ def _import_upload(store: Store, upload: Any, options: ImportOptions) -> ImportR
         )
 
 
+class FromRunCreate(BaseModel):
+    """A training dataset built from a run group's low-scoring rows (see docs/training.md)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    group: int = Field(ge=1, le=MAX_INT, description="The run group's id.")
+    name: str = Field(min_length=1, max_length=200, description="Name of the new dataset.")
+    keep_eval: str | None = Field(
+        None,
+        description="Eval dataset to keep clean (required): rows also in it are left out. Not "
+        "the group's own dataset.",
+    )
+    format: Literal["sft", "preference"] = Field("sft", description="sft or preference rows.")
+    model: str | None = Field(
+        None, description="The arm whose low scores select rows (default: the baseline)."
+    )
+    below: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="Low means below this; the target must reach it (default: mid-range).",
+    )
+    use_reference: bool = Field(
+        False, description="No output reaches the threshold: take the row's reference."
+    )
+    min_gap: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Chosen must beat the low score by this."
+    )
+
+
+@router.post(
+    "/datasets/from-run", status_code=201, response_model=FromRunReport, responses=errors(409)
+)
+def datasets_from_run(body: FromRunCreate, store: StoreDep) -> FromRunReport:
+    """Build a training dataset (SFT targets or preference pairs, each row with its provenance)
+    from the rows of a finished run group that one model scored low."""
+    return create_dataset_from_run(
+        store,
+        body.group,
+        body.name,
+        row_format=body.format,
+        model=body.model,
+        below=body.below,
+        keep_eval=body.keep_eval,
+        use_reference=body.use_reference,
+        min_gap=body.min_gap,
+    )
+
+
 @router.get("/datasets/{name:path}/rows", response_model=Page[DatasetRowInfo])
 def datasets_rows(name: str, store: StoreDep, paging: PagingDep) -> dict[str, Any]:
     """A page of rows in dataset order; ``total`` is the dataset's row count."""
@@ -205,10 +254,12 @@ def datasets_export(
     name: str,
     store: StoreDep,
     format: Annotated[
-        Literal["chat", "source"], Query(description="chat or source (both re-import).")
+        Literal["chat", "source", "openai", "trl"],
+        Query(description="chat or source (both re-import), openai or trl (fine-tuning)."),
     ] = "chat",
 ) -> StreamingResponse:
-    """Download the dataset as JSONL that re-imports to identical rows, streamed row by row."""
+    """Download the dataset as JSONL, streamed row by row: chat or source re-import to
+    identical rows; openai and trl are the fine-tuning formats of docs/training.md."""
     lines = export_lines(store, name, format)
     disposition = f'attachment; filename="{download_name(name)}.jsonl"'
     return StreamingResponse(

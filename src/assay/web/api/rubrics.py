@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from assay.engine.quicktest import MAX_ROWS, QuickTestReport, quick_test
@@ -22,6 +22,10 @@ from assay.rubrics import (
     list_versions,
     render_for_row,
 )
+from assay.rubrics.calibrate import CalibrationInfo, list_calibrations
+from assay.rubrics.draft import DEFAULT_ROWS as DRAFT_ROWS
+from assay.rubrics.draft import MAX_ROWS as DRAFT_MAX_ROWS
+from assay.rubrics.draft import DraftResult, draft_rubric
 from assay.web.api.common import MAX_INT, errors
 from assay.web.deps import StoreDep
 
@@ -96,6 +100,22 @@ def rubrics_version(
 ) -> RubricVersionInfo:
     """One version: its template, score range, origin and what changed."""
     return get_rubric_version(store, name, version)
+
+
+@router.get("/rubrics/{name}/calibrations", response_model=list[CalibrationInfo])
+def rubrics_calibrations(
+    name: str,
+    store: StoreDep,
+    version: Annotated[
+        int | None, Query(ge=1, le=MAX_INT, description="Rubric version (default: latest).")
+    ] = None,
+    all_versions: Annotated[
+        bool, Query(alias="all", description="Every version's calibrations.")
+    ] = False,
+) -> list[CalibrationInfo]:
+    """How well judges under this rubric agree with human labels (`assay rubric calibrate`),
+    newest first: the metrics with 95 % bootstrap intervals, labels judged and failed."""
+    return list_calibrations(store, name, version, all_versions=all_versions)
 
 
 class RubricEdit(BaseModel):
@@ -202,4 +222,35 @@ async def rubrics_quick_test(name: str, body: QuickTestRequest, store: StoreDep)
         positions=body.rows,
         version=body.version,
         use_reference=body.reference,
+    )
+
+
+class RubricDraftRequest(BaseModel):
+    """A rubric drafted by a model from a seeded sample of a dataset (see docs: drafting)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Name of the new rubric; it must not exist yet.")
+    dataset: str = Field(description="The dataset whose rows the model reads.")
+    model: str = Field(description="The registered model that writes the draft.")
+    rows: int = Field(DRAFT_ROWS, ge=1, le=DRAFT_MAX_ROWS, description="Rows shown to it.")
+    seed: int = Field(0, ge=0, le=MAX_INT, description="Seed of the row sample.")
+    score_min: int = Field(1, description="Lowest score (>= 0).")
+    score_max: int = Field(10, description="Highest score (<= 100).")
+
+
+@router.post("/rubrics/draft", status_code=201, response_model=DraftResult, responses=errors(409))
+async def rubrics_draft(body: RubricDraftRequest, store: StoreDep) -> DraftResult:
+    """Draft a rubric from data: the model reads the sampled rows and proposes the task's
+    outcome, score levels, failure modes and criteria, saved as version 1 of a new rubric for
+    a person to review. Calls the model; nothing is saved if its answer is not a valid draft."""
+    return await draft_rubric(
+        store,
+        body.name,
+        dataset=body.dataset,
+        model=body.model,
+        rows=body.rows,
+        seed=body.seed,
+        score_min=body.score_min,
+        score_max=body.score_max,
     )

@@ -8,6 +8,7 @@ import os
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from assay.deploy import list_aliases
 from assay.providers import list_models
 from assay.web.deps import StoreDep
 from assay.web.pages.render import render
@@ -19,6 +20,5 @@ router = APIRouter()
 def models_page(request: Request, store: StoreDep) -> HTMLResponse:
     models = list_models(store)
     key_set = {m.name: bool(m.api_key_env and os.environ.get(m.api_key_env)) for m in models}
-    return render(
-        request, "models.html", {"section": "models", "models": models, "key_set": key_set}
-    )
+    context = {"section": "models", "models": models, "key_set": key_set}
+    return render(request, "models.html", {**context, "aliases": list_aliases(store)})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -25,6 +26,9 @@ from assay.rubrics import (
     render_for_row,
     validate_template,
 )
+from assay.rubrics.calibrate import list_calibrations
+from assay.rubrics.draft import DEFAULT_ROWS as DRAFT_ROWS
+from assay.rubrics.draft import draft_rubric
 from assay.web.deps import StoreDep
 from assay.web.pages.common import form_error, message_view, whole
 from assay.web.pages.render import render
@@ -114,8 +118,48 @@ def rubrics_page(request: Request, store: StoreDep) -> HTMLResponse:
     return render(
         request,
         "rubrics.html",
-        {"section": "rubrics", "rubrics": list_rubrics(store), "templates": list_templates()},
+        {
+            "section": "rubrics",
+            "rubrics": list_rubrics(store),
+            "templates": list_templates(),
+            "datasets": sorted(list_datasets(store), key=lambda d: (d.type != "eval", d.name)),
+            "models": list_models(store),
+        },
     )
+
+
+@router.post("/rubrics/draft", response_class=HTMLResponse)
+async def draft_from_data(
+    request: Request,
+    store: StoreDep,
+    name: Annotated[str, Form()] = "",
+    dataset: Annotated[str, Form()] = "",
+    model: Annotated[str, Form()] = "",
+    rows: Annotated[str, Form()] = "",
+    seed: Annotated[str, Form()] = "",
+    score_min: Annotated[str, Form()] = "",
+    score_max: Annotated[str, Form()] = "",
+) -> Response:
+    """The "Draft from data" form: saves version 1 and opens the rubric for review."""
+    try:
+        if not name.strip() or not dataset or not model:
+            raise ValidationError("give the new rubric a name and pick a dataset and a model")
+        number = whole(rows, "rows")
+        low, high = whole(score_min, "lowest score"), whole(score_max, "highest score")
+        result = await draft_rubric(
+            store,
+            name.strip(),
+            dataset=dataset,
+            model=model,
+            rows=DRAFT_ROWS if number is None else number,
+            seed=whole(seed, "seed") or 0,
+            score_min=1 if low is None else low,
+            score_max=10 if high is None else high,
+        )
+    except AssayError as exc:
+        return form_error(request, exc, "No draft saved")
+    target = f"/rubrics/{quote(result.version.rubric)}?saved=1"
+    return Response(status_code=200, headers={"HX-Redirect": target})
 
 
 @router.get("/rubrics/{name}", response_class=HTMLResponse)
@@ -151,6 +195,7 @@ def rubric_page(
             "datasets": datasets,
             "models": list_models(store),
             "reference": REFERENCE,
+            "calibrations": list_calibrations(store, name, latest.version),
         },
     )
 

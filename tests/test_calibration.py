@@ -8,6 +8,7 @@ Pointwise: Topical-Chat coherence scores (USR annotations, via UniEval), read fr
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,18 @@ from tests_helpers import write, write_rows
 
 Cli = Callable[..., Result]
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+def _shared_data() -> Path:
+    """The workplace's shared data folder: $ASSAY_SHARED_DATA, else ``shared/data`` beside the
+    checkout, else the project machines' ``/work/shared/data`` (a CI clone may live elsewhere)."""
+    if os.environ.get("ASSAY_SHARED_DATA"):
+        return Path(os.environ["ASSAY_SHARED_DATA"])
+    beside = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    machine = Path("/work/shared/data")
+    return beside if beside.is_dir() or not machine.is_dir() else machine
+
+
+SHARED = _shared_data()
 TOPICAL_CHAT = SHARED / "unieval_human_scores" / "topical_chat.json"
 LLMBAR = Path(__file__).parent / "data" / "llmbar" / "Natural.json"
 TEMPLATE = (

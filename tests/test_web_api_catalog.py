@@ -76,6 +76,12 @@ def test_rubric_create_show_versions_edit(client: TestClient, store: Store) -> N
         json={"name": "own", "text": text, "score_min": 0, "score_max": 5, "description": "Mine"},
     )
     assert own.status_code == 201 and own.json()["score_max"] == 5
+    assert own.json()["kind"] == "pointwise"
+    pair_text = "Which is better? {{ response_a }} or {{ response_b }}"
+    pair = client.post(
+        f"{API}/rubrics", json={"name": "pair", "text": pair_text, "kind": "pairwise"}
+    )
+    assert pair.status_code == 201 and pair.json()["kind"] == "pairwise", pair.text
 
     assert "already exists" in error(
         client.post(f"{API}/rubrics", json={"name": "right", "template": "correctness"}), 409
@@ -89,6 +95,10 @@ def test_rubric_create_show_versions_edit(client: TestClient, store: Store) -> N
         ({"name": "t", "template": "nope"}, "no built-in template"),
         ({"name": "x", "template": "correctness", "colour": "red"}, "body.colour"),
         ({"name": "x", "text": "no response variable"}, "eval_model_response"),
+        ({"name": "x", "text": pair_text}, "eval_model_response"),
+        ({"name": "x", "text": text, "kind": "pairwise"}, "response_a"),
+        ({"name": "x", "template": "correctness", "kind": "pairwise"}, "pointwise"),
+        ({"name": "x", "text": text, "kind": "ranked"}, "body.kind"),
     ]
     for body, expected in bad:
         response = client.post(f"{API}/rubrics", json=body)
@@ -96,7 +106,7 @@ def test_rubric_create_show_versions_edit(client: TestClient, store: Store) -> N
         assert expected in response.json()["detail"], (body, response.json())
     assert rubric_counts(store) == before
 
-    assert [r["name"] for r in client.get(f"{API}/rubrics").json()] == ["own", "right"]
+    assert [r["name"] for r in client.get(f"{API}/rubrics").json()] == ["own", "pair", "right"]
     shown = client.get(f"{API}/rubrics/own").json()
     assert shown["description"] == "Mine" and shown["latest_version"] == 1
     assert "did you mean 'right'" in error(client.get(f"{API}/rubrics/rigt"), 404)

@@ -66,6 +66,11 @@ class RubricCreate(BaseModel):
     score_min: int = Field(1, description="Lowest score (>= 0).")
     score_max: int = Field(10, description="Highest score (<= 100).")
     description: str | None = Field(None, description="One line on what it judges.")
+    kind: Literal["pointwise", "pairwise"] | None = Field(
+        None,
+        description="pointwise (a score per output) or pairwise (which of two outputs is "
+        "better); default: the built-in template's kind, else pointwise.",
+    )
 
 
 @router.post("/rubrics", status_code=201, response_model=RubricVersionInfo, responses=errors(409))
@@ -79,6 +84,7 @@ def rubrics_create(body: RubricCreate, store: StoreDep) -> RubricVersionInfo:
         score_min=body.score_min,
         score_max=body.score_max,
         description=body.description,
+        kind=body.kind,
     )
 
 

@@ -4,7 +4,7 @@ Everything is real: a local OpenAI-shaped upstream streaming SSE (some answers d
 mid-stream by closing the connection, some HTTP errors), the proxy served by uvicorn, up to
 200 concurrent streaming httpx clients, and the store on SQLite or Postgres. The store outage
 is real too: SQLite's database held by another connection's ``BEGIN EXCLUSIVE``, Postgres
-reached through a TCP link that is cut (``support.pgcut``).
+reached through a TCP link that is cut (``support.tcpproxy``).
 
 What must hold: each client gets exactly what the upstream sent (or the same mid-stream
 failure), and every call ends up recorded exactly once, keyed by its
@@ -36,8 +36,8 @@ from assay.capture import CaptureProxy, Recorder, create_proxy, default_spool_pa
 from assay.capture.records import Capture
 from assay.store import Store, open_store
 from assay.store.models import Inference, InferenceTag
-from support.pgcut import CuttableLink
 from support.served import Served, http_request_body
+from support.tcpproxy import TcpProxy
 
 CLIENTS = 200
 PATH = "/v1/chat/completions"
@@ -331,10 +331,10 @@ class Outage:
 
     def __init__(self, database_url: str) -> None:
         self.url = make_url(database_url)
-        self.link: CuttableLink | None = None
+        self.link: TcpProxy | None = None
         self.lock: sqlite3.Connection | None = None
         if self.url.get_backend_name() == "postgresql":
-            self.link = CuttableLink((self.url.host or "127.0.0.1", self.url.port or 5432))
+            self.link = TcpProxy(self.url.port or 5432, self.url.host or "127.0.0.1")
             self.proxy_url = self.url.set(host="127.0.0.1", port=self.link.port)
         else:
             self.proxy_url = self.url

@@ -2,8 +2,9 @@
 sees one, without touching the database server that other tests share.
 
 ``TcpProxy(5432)`` listens on a free loopback port and forwards each connection to
-``127.0.0.1:5432``; ``outage(seconds)`` closes every live connection and refuses new ones
-(accepted, then closed at once) for that long, then forwards again.
+``127.0.0.1:5432``; ``drop(seconds)`` closes every live connection and refuses new ones
+(accepted, then closed at once) for that long, then forwards again; ``cut()`` does the same
+until ``restore()``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ class TcpProxy:
         cut = len(live) // 2  # each connection is a client socket and an upstream socket
         self.dropped += cut
         return cut
+
+    def cut(self) -> None:
+        """A host that is down until ``restore()``: live connections closed, new ones refused."""
+        self.drop(refuse_seconds=float("inf"))
+
+    def restore(self) -> None:
+        with self._lock:
+            self._refuse_until = 0.0
 
     def refusing(self) -> bool:
         return time.monotonic() < self._refuse_until

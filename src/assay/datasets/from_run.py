@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from assay.datasets.from_run_select import Arm, Counts, Pick, Rule, choose, nothing_to_write
 from assay.datasets.from_run_write import Plan, ProgressCallback, write_dataset
 from assay.datasets.importer import _check_name
-from assay.datasets.service import DatasetInfo
+from assay.datasets.service import DatasetInfo, row_fingerprints
 from assay.errors import NotFoundError, StoreError, ValidationError
 from assay.stats.summary import row_outcomes
 from assay.store import Store
@@ -53,8 +53,6 @@ from assay.store.models import (
 )
 
 ROW_FORMATS = ("sft", "preference")
-
-_rows = DatasetRow.__table__
 
 
 class FromRunReport(BaseModel):
@@ -238,14 +236,7 @@ def _kept_eval(
         raise ValidationError(
             f"--keep-eval {keep_eval}: expected an eval dataset, it is {found.type}"
         )
-    ids: set[int] = set()
-    hashes: set[str] = set()
-    query = select(_rows.c.inference_id, _rows.c.content_hash).where(_rows.c.dataset_id == found.id)
-    for inference_id, content_hash in session.execute(query):
-        if inference_id is not None:
-            ids.add(inference_id)
-        hashes.add(content_hash)
-    return found.id, ids, hashes
+    return (found.id, *row_fingerprints(session, found.id))
 
 
 def _group_fields(

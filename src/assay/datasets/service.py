@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, field_validator
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from assay.errors import ValidationError
 from assay.store import Store
@@ -168,6 +169,21 @@ def _row_info(row: Any) -> DatasetRowInfo:
         metadata=row["metadata"] or {},
         content_hash=row["content_hash"],
     )
+
+
+def row_fingerprints(conn: Connection | Session, dataset_id: int) -> tuple[set[int], set[str]]:
+    """A dataset's rows as overlap is judged: the inferences they came from, and their content
+    hashes (the same normalised conversation from anywhere)."""
+    query = select(_rows.c.inference_id, _rows.c.content_hash).where(
+        _rows.c.dataset_id == dataset_id
+    )
+    ids: set[int] = set()
+    hashes: set[str] = set()
+    for inference_id, content_hash in conn.execute(query):
+        if inference_id is not None:
+            ids.add(inference_id)
+        hashes.add(content_hash)
+    return ids, hashes
 
 
 def count_rows(conn: Connection, dataset_id: int) -> tuple[int, int]:

@@ -24,7 +24,13 @@ from sqlalchemy.exc import IntegrityError
 
 from assay.datasets.formats import SOURCE, LineError, parse_object
 from assay.datasets.importer import max_rows
-from assay.datasets.service import DatasetInfo, check_type, count_rows, dataset_by_name
+from assay.datasets.service import (
+    DatasetInfo,
+    check_type,
+    count_rows,
+    dataset_by_name,
+    row_fingerprints,
+)
 from assay.errors import AlreadyExistsError, LimitExceededError, ValidationError
 from assay.store import Store
 from assay.store.models import Dataset, DatasetRow, Inference
@@ -187,14 +193,7 @@ def _excluded(conn: Connection, exclude: str | None) -> tuple[int | None, set[in
     info = dataset_by_name(conn, exclude)
     if info.type != "eval":
         raise ValidationError(f"--exclude {exclude}: expected an eval dataset, it is {info.type}")
-    query = select(_rows.c.inference_id, _rows.c.content_hash).where(_rows.c.dataset_id == info.id)
-    ids: set[int] = set()
-    hashes: set[str] = set()
-    for inference_id, content_hash in conn.execute(query):
-        if inference_id is not None:
-            ids.add(inference_id)
-        hashes.add(content_hash)
-    return info.id, ids, hashes
+    return (info.id, *row_fingerprints(conn, info.id))
 
 
 def _create(
